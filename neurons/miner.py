@@ -1,0 +1,11 @@
+"""Entry point for miners: `python neurons/miner.py train|benchmark|upload ...` (same as `subnet miner ...`)."""
+
+import sys
+
+if __name__ == "__main__":
+    try:
+        from subnet.miner.cli import app
+    except ModuleNotFoundError:
+        print("the miner is not yet available in this version", file=sys.stderr)
+        sys.exit(2)
+    app(prog_name="miner")

@@ -1,0 +1,61 @@
+"""The `subnet` command. Each area owns its sub-commands in its own module; this file only wires them."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="subnet",
+    help="Validator, miner and tools for a Bittensor pretraining subnet.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# (module, attribute, name): modules that define a typer app (a group) or register commands.
+_GROUPS = [
+    ("subnet.miner.cli", "app", "miner"),
+    ("subnet.validator.cli", "app", "validator"),
+    ("subnet.model_check", "app", "model"),
+]
+_COMMAND_MODULES = ["subnet.devnet", "subnet.scores"]
+
+
+def _wire() -> None:
+    for module_name, attr, name in _GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue
+        app.add_typer(getattr(module, attr), name=name)
+    for module_name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue
+        module.register(app)
+
+
+_wire()
+
+
+@app.command()
+def version() -> None:
+    """Print the package version and the weights version key."""
+    from subnet import VERSION_KEY, __version__
+
+    typer.echo(f"subnet {__version__} (version_key {VERSION_KEY})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
