@@ -73,15 +73,15 @@ class ModelRef:
         for field, value in zip(("namespace", "name", "commit", "secure_hash", "competition_id"), parts):
             if not value:
                 raise ModelRefError(f"commitment field {field} is empty")
-        if not _REPO_PART.match(namespace) or ".." in namespace:
+        if not _REPO_PART.fullmatch(namespace) or ".." in namespace:
             raise ModelRefError(f"namespace {namespace!r} is not a valid repo owner")
-        if not _REPO_PART.match(name) or ".." in name:
+        if not _REPO_PART.fullmatch(name) or ".." in name:
             raise ModelRefError(f"name {name!r} is not a valid repo name")
-        if not _COMMIT.match(commit):
+        if not _COMMIT.fullmatch(commit):
             raise ModelRefError(f"commit {commit!r} is not a lowercase hex revision of 7-64 characters")
-        if not _HASH.match(secure):
+        if not _HASH.fullmatch(secure):
             raise ModelRefError(f"secure_hash {secure!r} is not base64 of a sha256 digest")
-        if not _COMPETITION.match(competition):
+        if not _COMPETITION.fullmatch(competition):
             raise ModelRefError(f"competition id {competition!r} is malformed")
         if competitions is not None and competition not in set(competitions):
             raise ModelRefError(f"unknown competition {competition!r}")

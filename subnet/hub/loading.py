@@ -1,0 +1,333 @@
+"""Safe loading: a model directory is checked against its competition before any weight is read.
+
+`check_model_dir` costs almost nothing: it reads config.json, instantiates the architecture on
+the meta device (shapes only, no storage) to count parameters, and reads the safetensors
+headers (a few kilobytes) to check that tensor names and shapes match. A config asking for a
+hidden size of 10^9 or a million layers is refused by a cheap estimate before even the meta
+model is built. Nothing here ever sets trust_remote_code or unpickles anything.
+
+`load_model` then builds the model directly on the target device and dtype (no random init) and
+copies the tensors in one at a time, each read straight to that device, so peak memory is about
+one model plus its largest tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import struct
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from subnet.hub.download import FORBIDDEN_SUFFIXES, is_safe_path
+from subnet.hub.errors import ModelRejected
+from subnet.hub.hashing import model_files
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+INDEX_NAME = "model.safetensors.index.json"
+_MAX_CONFIG_BYTES = 1 << 20
+_MAX_HEADER_BYTES = 100 << 20
+_MAX_LAYERS = 1024
+# Before building even a meta model, refuse configs whose rough size is this far past the limit.
+_ESTIMATE_SLACK = 4.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    architecture: str
+    n_params: int
+    vocab_size: int
+    max_position_embeddings: int
+    hidden_size: int
+    num_layers: int
+    weight_files: tuple[str, ...]
+    weight_bytes: int
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _read_config(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / "config.json"
+    if not path.is_file():
+        raise ModelRejected("bad_config", "config.json is missing")
+    if path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise ModelRejected("bad_config", f"config.json is {path.stat().st_size:,} bytes")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelRejected("bad_config", f"config.json is not valid JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise ModelRejected("bad_config", "config.json is not a JSON object")
+    return raw
+
+
+_SAFE_IMPLEMENTATIONS = {None, "eager", "sdpa"}
+
+
+def _implementation_choices(raw: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every `*implementation*` setting in a config, nested ones included."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            where = f"{path}{key}"
+            if "implementation" in str(key):
+                found.append((where, value))
+            found.extend(_implementation_choices(value, where + "."))
+    return found
+
+
+def _check_implementations(raw: dict[str, Any]) -> None:
+    """config.json may name an attention kernel on the Hub, which transformers would fetch and run."""
+    for where, value in _implementation_choices(raw):
+        if value not in _SAFE_IMPLEMENTATIONS:
+            reason = "remote_code" if isinstance(value, str) and "/" in value else "bad_config"
+            raise ModelRejected(reason, f"config sets {where}={value!r}; only eager or sdpa are allowed")
+
+
+def _check_files(model_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise ModelRejected("not_found", f"{model_dir} is not a directory")
+    names = [p.relative_to(model_dir).as_posix() for p in model_files(model_dir)]
+    bad = sorted(n for n in names if PurePosixPath(n).suffix.lower() in FORBIDDEN_SUFFIXES)
+    if bad:
+        raise ModelRejected("forbidden_files", f"pickle or code files present: {', '.join(bad[:5])}")
+
+
+def _model_class(raw: dict[str, Any], competition) -> type:
+    archs = raw.get("architectures")
+    if not isinstance(archs, list) or len(archs) != 1 or not isinstance(archs[0], str):
+        raise ModelRejected("architecture", f"config.json must name exactly one architecture, got {archs!r}")
+    arch = archs[0]
+    if arch not in competition.architectures:
+        raise ModelRejected(
+            "architecture", f"{arch} is not allowed in {competition.id}; allowed: {', '.join(competition.architectures)}"
+        )
+    import transformers
+
+    try:
+        cls = getattr(transformers, arch)
+    except (AttributeError, ImportError):
+        cls = None
+    if not isinstance(cls, type) or not issubclass(cls, transformers.PreTrainedModel):
+        raise ModelRejected("architecture", f"{arch} is not a model class of transformers {transformers.__version__}")
+    return cls
+
+
+def _load_config(model_dir: Path, cls: type):
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+    except Exception as e:  # transformers raises many types for bad configs
+        raise ModelRejected("bad_config", f"config.json cannot be read by transformers: {e}") from None
+    expected = getattr(cls, "config_class", None)
+    if expected is not None and not isinstance(config, expected):
+        raise ModelRejected("bad_config", f"config is a {type(config).__name__}, {cls.__name__} needs {expected.__name__}")
+    return config
+
+
+def _int_attr(config, name: str) -> int:
+    value = getattr(config, name, None)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ModelRejected("bad_config", f"config {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def rough_param_estimate(hidden: int, layers: int, vocab: int, intermediate: int | None) -> int:
+    """A transformer's parameter count to within a small factor, from four numbers (no allocation)."""
+    ffn = intermediate if intermediate else 4 * hidden
+    return vocab * hidden + layers * (4 * hidden * hidden + 3 * hidden * ffn)
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+
+@functools.lru_cache(maxsize=8)
+def tokenizer_vocab_size(tokenizer_ref: str) -> int | None:
+    """len(tokenizer) of a competition's tokenizer; None when the tokenizer module is unavailable."""
+    try:
+        from subnet.data.tokenizer import load_tokenizer
+    except ImportError:
+        log.warning("subnet.data.tokenizer is unavailable; vocab size check skipped")
+        return None
+    return len(load_tokenizer(tokenizer_ref))
+
+
+# ----------------------------------------------------------------------------- safetensors
+
+
+def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape), from the header alone; checks the file is as long as it claims."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ModelRejected("weights_mismatch", f"{path.name} is not a safetensors file")
+        (length,) = struct.unpack("<Q", head)
+        if length > min(_MAX_HEADER_BYTES, size - 8):
+            raise ModelRejected("weights_mismatch", f"{path.name} has a {length:,}-byte header")
+        try:
+            header = json.loads(f.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ModelRejected("weights_mismatch", f"{path.name} has an unreadable header") from None
+    if not isinstance(header, dict):
+        raise ModelRejected("weights_mismatch", f"{path.name} has an unreadable header")
+    header.pop("__metadata__", None)
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
+    end = 0
+    try:
+        for name, entry in header.items():
+            tensors[name] = (str(entry["dtype"]), tuple(int(d) for d in entry["shape"]))
+            end = max(end, int(entry["data_offsets"][1]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise ModelRejected("weights_mismatch", f"{path.name} has a malformed header entry") from None
+    if 8 + length + end != size:
+        raise ModelRejected("weights_mismatch", f"{path.name} is {size:,} bytes, its header describes {8 + length + end:,}")
+    return tensors
+
+
+def weight_files(model_dir: Path) -> list[Path]:
+    """The safetensors files that hold the weights: model.safetensors, or an index and its shards."""
+    index = model_dir / INDEX_NAME
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise ModelRejected("no_safetensors", f"{INDEX_NAME} is malformed") from None
+        for shard in shards:
+            if not isinstance(shard, str) or not is_safe_path(shard) or not shard.endswith(".safetensors"):
+                raise ModelRejected("no_safetensors", f"{INDEX_NAME} names a bad shard {shard!r}")
+            if not (model_dir / shard).is_file():
+                raise ModelRejected("no_safetensors", f"shard {shard} listed in {INDEX_NAME} is missing")
+        return [model_dir / s for s in shards]
+    if (model_dir / WEIGHTS_NAME).is_file():
+        return [model_dir / WEIGHTS_NAME]
+    raise ModelRejected("no_safetensors", f"neither {WEIGHTS_NAME} nor {INDEX_NAME} is present")
+
+
+def _check_weights(meta_model, files: list[Path]) -> None:
+    expected = {k: tuple(v.shape) for k, v in meta_model.state_dict().items()}
+    found: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for path in files:
+        for name, entry in read_safetensors_header(path).items():
+            if name in found:
+                raise ModelRejected("weights_mismatch", f"tensor {name} appears in more than one shard")
+            found[name] = entry
+    unexpected = sorted(set(found) - set(expected))
+    if unexpected:
+        raise ModelRejected("weights_mismatch", f"unexpected tensors: {', '.join(unexpected[:5])}")
+    wrong = [f"{k} {found[k][1]} != {expected[k]}" for k in sorted(found) if found[k][1] != expected[k]]
+    if wrong:
+        raise ModelRejected("weights_mismatch", f"wrong shapes: {'; '.join(wrong[:3])}")
+    # A missing tensor is fine only when it is tied to one that is present (e.g. lm_head = embeddings).
+    names_by_param: dict[int, set[str]] = {}
+    for name, param in meta_model.named_parameters(remove_duplicate=False):
+        names_by_param.setdefault(id(param), set()).add(name)
+    present = set(found)
+    missing = [
+        k for k in sorted(set(expected) - present)
+        if not any(names & present for names in names_by_param.values() if k in names)
+    ]
+    if missing:
+        raise ModelRejected("weights_mismatch", f"missing tensors: {', '.join(missing[:5])}")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
+    """Every check; returns (model class, config, meta model, weight files, info)."""
+    import torch
+
+    model_dir = Path(model_dir)
+    _check_files(model_dir)
+    raw = _read_config(model_dir)
+    if "auto_map" in raw:
+        raise ModelRejected("remote_code", "config.json has auto_map: custom code is never run")
+    _check_implementations(raw)
+    cls = _model_class(raw, competition)
+    config = _load_config(model_dir, cls)
+    hidden = _int_attr(config, "hidden_size")
+    layers = _int_attr(config, "num_hidden_layers")
+    vocab = _int_attr(config, "vocab_size")
+    positions = _int_attr(config, "max_position_embeddings")
+    intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
+    estimate = rough_param_estimate(hidden, layers, vocab, intermediate if isinstance(intermediate, int) else None)
+    if layers > _MAX_LAYERS or estimate > _ESTIMATE_SLACK * competition.max_params:
+        raise ModelRejected(
+            "too_many_params", f"config describes about {estimate:,} parameters, the limit is {competition.max_params:,}"
+        )
+    if positions < competition.max_seq_len:
+        raise ModelRejected("seq_len", f"model handles {positions} positions, {competition.id} needs {competition.max_seq_len}")
+    need = tokenizer_vocab if tokenizer_vocab is not None else tokenizer_vocab_size(competition.tokenizer)
+    if need is not None and vocab < need:
+        raise ModelRejected("vocab_mismatch", f"vocab_size {vocab} is smaller than the tokenizer's {need}")
+    files = weight_files(model_dir)
+    try:
+        with torch.device("meta"):
+            meta_model = cls._from_config(config, attn_implementation="sdpa")
+    except Exception as e:
+        raise ModelRejected("bad_config", f"{cls.__name__} cannot be built from this config: {e}") from None
+    n_params = sum(p.numel() for p in meta_model.parameters())
+    if n_params > competition.max_params:
+        raise ModelRejected("too_many_params", f"{n_params:,} parameters, the limit is {competition.max_params:,}")
+    if n_params < competition.min_params:
+        raise ModelRejected("too_few_params", f"{n_params:,} parameters, the minimum is {competition.min_params:,}")
+    _check_weights(meta_model, files)
+    info = ModelInfo(
+        architecture=cls.__name__, n_params=n_params, vocab_size=vocab, max_position_embeddings=positions,
+        hidden_size=hidden, num_layers=layers,
+        weight_files=tuple(p.relative_to(model_dir).as_posix() for p in files),
+        weight_bytes=sum(p.stat().st_size for p in files),
+    )
+    return cls, config, meta_model, files, info
+
+
+def check_model_dir(model_dir: Path | str, competition, *, tokenizer_vocab: int | None = None) -> ModelInfo:
+    """Check a model directory against a competition without reading any weight. Raises ModelRejected."""
+    return _checked(Path(model_dir), competition, tokenizer_vocab)[4]
+
+
+def default_dtype(device: str):
+    import torch
+
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def load_model(model_dir: Path | str, competition, device: str = "cpu", dtype=None, *, tokenizer_vocab: int | None = None):
+    """check_model_dir, then build the model on `device` in `dtype` and copy the weights in, tensor by tensor."""
+    import torch
+    from safetensors import safe_open
+    from transformers.initialization import no_init_weights
+
+    cls, config, meta_model, files, _ = _checked(Path(model_dir), competition, tokenizer_vocab)
+    del meta_model
+    dtype = dtype or default_dtype(device)
+    try:
+        with no_init_weights(), torch.device(device):
+            model = cls._from_config(config, dtype=dtype, attn_implementation="sdpa")
+    except Exception as e:
+        raise ModelRejected("bad_config", f"{cls.__name__} cannot be built: {e}") from None
+    model.tie_weights()  # no_init_weights also skips the tying that post_init would do
+    targets = model.state_dict()  # tensors sharing storage with the parameters and persistent buffers
+    loaded: set[str] = set()
+    with torch.no_grad():
+        for path in files:
+            with safe_open(str(path), framework="pt", device=str(device)) as f:
+                for name in f.keys():
+                    if name not in targets:
+                        raise ModelRejected("weights_mismatch", f"unexpected tensor {name}")
+                    targets[name].copy_(f.get_tensor(name))  # one tensor at a time, cast on copy
+                    loaded.add(name)
+    # Tied parameters (lm_head = embeddings) are the same tensor object, so loading one loads both.
+    params = {id(p) for n, p in model.named_parameters(remove_duplicate=False) if n in loaded}
+    unloaded = [n for n, p in model.named_parameters(remove_duplicate=False) if id(p) not in params and n not in loaded]
+    if unloaded:
+        raise ModelRejected("weights_mismatch", f"weights never loaded: {', '.join(unloaded[:5])}")
+    return model.eval()
