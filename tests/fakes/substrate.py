@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Optional
 
 import bittensor as bt
+from bittensor._generated.errors import ERRORS
 
 U16_MAX = 65535
 RAO_PER_TAO = 10**9
@@ -389,17 +390,8 @@ class FakeSubstrate:
 
 # --- chain rules -------------------------------------------------------------------------
 
-_ERROR_TEXT = {
-    "HotKeyNotRegisteredInSubNet": "The hotkey is not registered in the selected subnet.",
-    "SettingWeightsTooFast": "A transactor exceeded the rate limit for setting weights.",
-    "IncorrectWeightVersionKey": "A validator is attempting to set weights from a validator with incorrect weight version.",
-    "UidVecContainInvalidOne": "The dispatch is attempting to set weights on chain with invalid uids.",
-    "WeightVecNotEqualSize": "The dispatch is attempting to set weights on chain with weight vectors of unequal size.",
-    "MechanismDoesNotExist": "Mechanism does not exist.",
-    "AccountNotAllowedCommit": "Account is not allowed to make commitments to the chain",
-    "TooManyFieldsInCommitmentInfo": "Too many fields in commitment info",
-    "BadProof": "bad signature",
-}
+# The runtime's own error texts, from the SDK's generated catalog (what a real node reports).
+_ERROR_TEXT = {info.name: info.docs for info in ERRORS.values() if info.docs}
 
 
 def _failure(state: FakeChainState, name: str, text: str | None = None) -> bt.ExtrinsicResult:
@@ -423,7 +415,8 @@ def _apply_weights(state: FakeChainState, params: dict, signer: str) -> Optional
     dests, values = list(params["dests"]), list(params["weights"])
     if len(dests) != len(values):
         return ("WeightVecNotEqualSize",)
-    if any(not 0 <= int(d) < len(subnet.neurons) for d in dests) or any(not 0 <= int(v) <= U16_MAX for v in values):
+    n = len(subnet.neurons)
+    if any(not 0 <= int(d) < n for d in dests) or any(not 0 <= int(v) <= U16_MAX for v in values):
         return ("UidVecContainInvalidOne",)
     subnet.weights[uid] = [(int(d), int(v)) for d, v in zip(dests, values)]
     neuron.last_update = state.block
