@@ -11,6 +11,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,6 +72,7 @@ def _validate(c: Competition) -> None:
 
     if not c.id or not all(ch.isalnum() or ch in "-_" for ch in c.id) or len(c.id) > 32:
         raise CompetitionError(f"competition id {c.id!r} must be 1-32 letters, digits, '-' or '_'")
+    _check_types(c, fail)
     if not c.tokenizer:
         fail("tokenizer", "must name a tokenizer")
     if c.max_seq_len < 8:
@@ -93,6 +95,28 @@ def _validate(c: Competition) -> None:
     s = c.sampling
     if s.pages <= 0 or not (0 < s.page_size <= 100) or s.max_documents <= 0:
         fail("sampling", f"needs pages > 0, 0 < page_size <= 100, max_documents > 0; got {s}")
+
+
+_KIND_NAMES = {str: "a string", Integral: "an integer", Real: "a number"}
+
+
+def _check_types(c: Competition, fail) -> None:
+    """Wrong types (a quoted number in TOML, say) fail with the field's name, not a bare TypeError."""
+    expected = {
+        "tokenizer": (c.tokenizer, str), "dataset": (c.dataset, str),
+        "max_seq_len": (c.max_seq_len, Integral), "min_params": (c.min_params, Integral),
+        "max_params": (c.max_params, Integral), "max_bytes": (c.max_bytes, Integral),
+        "reward_share": (c.reward_share, Real),
+        "advantage.eps0": (c.advantage.eps0, Real), "advantage.floor": (c.advantage.floor, Real),
+        "advantage.half_life_blocks": (c.advantage.half_life_blocks, Real),
+        "sampling.pages": (c.sampling.pages, Integral), "sampling.page_size": (c.sampling.page_size, Integral),
+        "sampling.max_documents": (c.sampling.max_documents, Integral),
+    }
+    for name, (value, kind) in expected.items():
+        if isinstance(value, bool) or not isinstance(value, kind):
+            fail(name, f"must be {_KIND_NAMES[kind]}, got {value!r}")
+    if isinstance(c.architectures, str) or not isinstance(c.architectures, tuple):
+        fail("architectures", f"must be a list of transformers class names, got {c.architectures!r}")
 
 
 LLAMA_FAMILY = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
@@ -137,7 +161,8 @@ def competition_from_dict(data: Mapping[str, Any]) -> Competition:
         raise CompetitionError(f"competition {cid!r}: missing field(s) {sorted(missing)}")
     kwargs = dict(data)
     try:
-        kwargs["architectures"] = tuple(kwargs["architectures"])
+        if isinstance(kwargs["architectures"], list):  # anything else is refused by name in _validate
+            kwargs["architectures"] = tuple(kwargs["architectures"])
         if "advantage" in kwargs:
             kwargs["advantage"] = AdvantageSchedule(**kwargs["advantage"])
         if "sampling" in kwargs:
