@@ -1,0 +1,238 @@
+"""Score each model in its own process, so that no model can take the round down.
+
+A miner's model is untrusted input. It can be too large, allocate without bound, produce NaN,
+or trip a bug in a kernel that hangs or segfaults. Each model is therefore loaded and scored by
+a fresh process started with the 'spawn' context (safe with CUDA), which loads the weights
+itself from disk through an importable `loader`; the parent never holds or pickles a model.
+The parent writes the round's documents once to a temporary .npz that every worker reads,
+enforces a hard wall-clock limit per model (the process is killed when it runs over), and
+turns every way a worker can end into a ScoreOutcome with a short error code:
+
+  ''              scored
+  'rejected:X'    the loader raised ModelRejected(reason=X)
+  'oom'           MemoryError / torch.OutOfMemoryError, or the process was SIGKILLed
+                  (what the kernel's out-of-memory killer does)
+  'timeout'       still running at the wall-clock limit; killed
+  'crashed'       died by another signal (e.g. SIGSEGV) or exited nonzero without a result
+  'unsupported'   the engine cannot compute this model's losses exactly
+  'error'         any other exception; `detail` names it
+
+Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import tempfile
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from subnet.competitions import Competition, get_competition
+from subnet.data.types import TokenizedDocuments
+from subnet.eval.docfile import load_documents, save_documents
+from subnet.eval.types import DocLosses, ScoreOutcome
+
+log = logging.getLogger(__name__)
+
+DETAIL_LIMIT = 2_000
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    key: str  # the caller's name for this model, e.g. a hotkey; keys the result
+    model_dir: str
+    timeout_s: float | None = None  # overrides score_models' timeout_s for this model
+
+
+@dataclass
+class _Running:
+    job: ScoreJob
+    process: Any
+    result_path: Path
+    started: float
+    deadline: float
+
+
+def score_models(
+    jobs: Sequence[ScoreJob],
+    competition_id: str | Competition,
+    docs: TokenizedDocuments,
+    device: str = "cpu",
+    timeout_s: float = 600,
+    loader: str = "subnet.hub.loading:load_model",
+    devices: Sequence[str] | None = None,
+    max_memory_bytes: int | None = None,
+    token_budget: int | None = None,
+) -> dict[str, ScoreOutcome]:
+    """Every job's outcome, keyed by job.key. Never raises for a model's fault.
+
+    `max_memory_bytes` caps each worker's address space (RLIMIT_AS; CPU only, since CUDA needs
+    a large virtual address space) so a model that allocates too much fails with 'oom' instead
+    of pushing the machine into swap. `token_budget` is passed to compute_losses.
+    """
+    keys = [j.key for j in jobs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate job keys: {sorted({k for k in keys if keys.count(k) > 1})}")
+    _resolve(loader)  # fail here, with the loader's name, not once per worker
+    competition = competition_id if isinstance(competition_id, Competition) else get_competition(competition_id)
+    slots = list(devices or [device])
+    outcomes: dict[str, ScoreOutcome] = {}
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="subnet-eval-") as tmp:
+        docs_path = save_documents(docs, Path(tmp) / "documents.npz")
+        pending = deque(jobs)
+        running: dict[int, _Running] = {}
+        started = 0
+        while pending or running:
+            for slot, slot_device in enumerate(slots):
+                if slot not in running and pending:
+                    job = pending.popleft()
+                    started += 1
+                    request = dict(
+                        key=job.key, model_dir=str(job.model_dir), competition=competition,
+                        docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
+                        device=slot_device, loader=loader, max_memory_bytes=max_memory_bytes,
+                        token_budget=token_budget,
+                    )
+                    running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
+            _wait_for_any(running)
+            for slot, run in list(running.items()):
+                outcome = _poll(run, len(docs))
+                if outcome is not None:
+                    del running[slot]
+                    outcomes[run.job.key] = outcome
+                    log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
+    return {k: outcomes[k] for k in keys}
+
+
+def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
+    process = ctx.Process(target=_worker_main, args=(request,), name=f"score-{job.key}", daemon=True)
+    started = time.monotonic()
+    process.start()
+    return _Running(job, process, Path(request["result_path"]), started, started + timeout_s)
+
+
+def _wait_for_any(running: dict[int, _Running]) -> None:
+    if not running:
+        return
+    until = min(r.deadline for r in running.values()) - time.monotonic()
+    mp.connection.wait([r.process.sentinel for r in running.values()], timeout=max(0.0, min(until, 5.0)))
+
+
+def _poll(run: _Running, n_docs: int) -> ScoreOutcome | None:
+    """The outcome of a finished or overdue worker; None while it may still run."""
+    process = run.process
+    if process.is_alive():
+        if time.monotonic() < run.deadline:
+            return None
+        process.kill()
+        process.join(10)
+        limit = run.deadline - run.started
+        return ScoreOutcome(None, "timeout", f"killed after the {limit:.0f}s limit", time.monotonic() - run.started)
+    process.join()
+    seconds = time.monotonic() - run.started
+    outcome = _read_result(run.result_path, seconds)
+    if outcome is None:
+        return _death_outcome(process.exitcode, seconds)
+    if outcome.losses is not None and len(outcome.losses) != n_docs:
+        return ScoreOutcome(None, "error", f"worker returned {len(outcome.losses)} losses for {n_docs} documents", seconds)
+    return outcome
+
+
+def _death_outcome(exitcode: int | None, seconds: float) -> ScoreOutcome:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else str(-exitcode)
+        if -exitcode == signal.SIGKILL:
+            return ScoreOutcome(None, "oom", "worker killed by SIGKILL (likely the out-of-memory killer)", seconds)
+        return ScoreOutcome(None, "crashed", f"worker killed by {name}", seconds)
+    return ScoreOutcome(None, "crashed", f"worker exited with code {exitcode} and no result", seconds)
+
+
+def _read_result(path: Path, seconds: float) -> ScoreOutcome | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    losses = DocLosses.from_bytes(base64.b64decode(data["losses"])) if data.get("losses") else None
+    return ScoreOutcome(losses, data["error"], data["detail"], seconds, data.get("tokens_per_s", 0.0))
+
+
+# ---------------------------------------------------------------- inside the worker process
+
+
+def _worker_main(request: dict) -> None:
+    if request.get("max_memory_bytes"):
+        import resource
+
+        limit = int(request["max_memory_bytes"])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    result = _score_in_worker(request)
+    tmp = Path(request["result_path"] + ".part")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, request["result_path"])
+
+
+def _score_in_worker(request: dict) -> dict:
+    """Load and score one model; every failure becomes an error code (see the module docstring)."""
+    from subnet.hub.errors import ModelRejected
+
+    def failed(code: str, exc: BaseException) -> dict:
+        detail = f"{type(exc).__name__}: {exc}"
+        if code == "error":
+            detail += "\n" + "".join(traceback.format_exception(exc)[-3:])
+        return {"error": code, "detail": detail[:DETAIL_LIMIT], "losses": None}
+
+    try:
+        import torch
+
+        from subnet.eval.engine import UnsupportedModel, compute_losses
+    except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
+        return failed("oom" if isinstance(exc, MemoryError) else "error", exc)
+    try:
+        device = torch.device(request["device"])
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        docs = load_documents(request["docs_path"])
+        model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
+        started = time.monotonic()
+        losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.monotonic() - started
+        return {
+            "error": "",
+            "detail": "",
+            "losses": base64.b64encode(losses.to_bytes()).decode(),
+            "tokens_per_s": float(losses.n_tokens.sum()) / max(elapsed, 1e-9),
+        }
+    except ModelRejected as exc:
+        return {"error": f"rejected:{exc.reason}", "detail": exc.detail[:DETAIL_LIMIT], "losses": None}
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        return failed("oom", exc)
+    except UnsupportedModel as exc:
+        return failed("unsupported", exc)
+    except Exception as exc:  # noqa: BLE001 - a miner's model may fail in any way; it costs that model only
+        return failed("error", exc)
+
+
+def _resolve(path: str):
+    """The callable named by 'package.module:attribute'."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"loader must look like 'package.module:function', got {path!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import loader {path!r}: {exc}") from exc
