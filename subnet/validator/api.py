@@ -1,0 +1,127 @@
+"""The status API: a small aiohttp server in a background thread, read-only over the state.
+
+Bound to 127.0.0.1 by default: operators put it behind their own proxy if they want it public.
+It never blocks the daemon: every handler reads SQLite (WAL lets readers run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Callable, Mapping
+
+from aiohttp import web
+
+from subnet.competitions import Competition
+from subnet.validator.metrics import ValidatorMetrics
+from subnet.validator.scores import scores_table
+from subnet.validator.state import ValidatorState
+
+
+def build_app(
+    state: ValidatorState,
+    metrics: ValidatorMetrics,
+    *,
+    competitions: Mapping[str, Competition] | None = None,
+    current_block: Callable[[], int | None] = lambda: None,
+    healthz_max_age_s: float = 3600.0,
+    started_at: float | None = None,
+) -> web.Application:
+    started = time.time() if started_at is None else started_at
+
+    async def healthz(request: web.Request) -> web.Response:
+        last = state.last_completed_round()
+        now = time.time()
+        age = None if last is None else now - (last.finished_at or last.started_at)
+        reference = age if age is not None else now - started
+        healthy = reference <= healthz_max_age_s
+        body = {"ok": healthy, "last_round_id": last.id if last else None,
+                "last_round_age_s": None if age is None else round(age, 1), "max_age_s": healthz_max_age_s}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def scores(request: web.Request) -> web.Response:
+        competition = request.query.get("competition")
+        block = _safe_block(current_block)
+        rows = await asyncio.to_thread(scores_table, state, competition, block, competitions)
+        return web.json_response({"current_block": block, "scores": rows})
+
+    async def rounds(request: web.Request) -> web.Response:
+        try:
+            limit = min(500, max(1, int(request.query.get("limit", "20"))))
+        except ValueError:
+            return web.json_response({"error": "limit must be an integer"}, status=400)
+        records = await asyncio.to_thread(state.rounds, limit)
+        out = []
+        for r in records:
+            attempts = state.weight_attempts(r.id)
+            out.append({
+                "id": r.id, "block": r.block, "seed": r.seed, "status": r.status, "error": r.error,
+                "started_at": r.started_at, "finished_at": r.finished_at,
+                "data": state.round_data(r.id),
+                "weights": [{"status": a.status, "block": a.block, "message": a.message} for a in attempts],
+            })
+        return web.json_response({"rounds": out})
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/scores", scores)
+    app.router.add_get("/rounds", rounds)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
+def _safe_block(current_block: Callable[[], int | None]) -> int | None:
+    try:
+        return current_block()
+    except Exception:  # the chain may be down; the table falls back to the last round's block
+        return None
+
+
+class StatusServer:
+    """Runs `build_app` on its own event loop thread; `start()` returns the bound port."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 8091) -> None:
+        self.app, self.host, self.port = app, host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 10.0) -> int:
+        ready = threading.Event()
+        error: list[BaseException] = []
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self._runner = web.AppRunner(self.app, access_log=None)
+                loop.run_until_complete(self._runner.setup())
+                site = web.TCPSite(self._runner, self.host, self.port)
+                loop.run_until_complete(site.start())
+                self.port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+            except BaseException as e:  # reported to start()'s caller
+                error.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=serve, name="validator-api", daemon=True)
+        self._thread.start()
+        if not ready.wait(timeout_s):
+            raise RuntimeError(f"status API did not start within {timeout_s} s")
+        if error:
+            raise RuntimeError(f"status API could not bind {self.host}:{self.port}: {error[0]}") from error[0]
+        return self.port
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout_s)

@@ -1,0 +1,83 @@
+"""Everything a validator run is configured by, in one place.
+
+The CLI (`subnet validator run`) and environment variables fill a `ValidatorConfig`; the daemon
+and the round only ever read this object, so a test can build one directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ValidatorConfig:
+    # Chain and identity
+    netuid: int = 1
+    network: str = "finney"  # finney | test | local | ws(s)://URL | devnet:PATH
+    wallet_name: str = "default"
+    wallet_hotkey: str = "default"
+    wallet_path: str = "~/.bittensor/wallets"
+    # Where and what to evaluate
+    device: str = "cpu"
+    state_dir: Path = Path("~/.subnet/validator")
+    competitions: tuple[str, ...] = ()  # empty: every competition with a reward share > 0
+    competitions_file: Path | None = None
+    store: str = "hf"  # hf | local:DIR
+    hf_endpoint: str | None = None
+    data_endpoint: str | None = None
+    # Status API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8091  # 0: no API
+    # Round cadence and budgets
+    set_weights: bool = True
+    round_interval_s: float = 600.0
+    max_rounds: int | None = None  # stop after this many rounds (tests, devnet)
+    timeout_per_model_s: float = 600.0
+    max_models_per_round: int = 16  # per competition
+    min_revisits_per_round: int = 1  # slots kept for re-evaluating older models
+    seed_window_blocks: int = 150  # data seed = hash of the block at floor(block / window) * window
+    eligibility_margin_blocks: int = 10
+    weights_interval_blocks: int = 100  # set weights at most this often (and never faster than the chain allows)
+    weights_retries: int = 3
+    ema_alpha: float = 0.5
+    softmax_temperature: float = 0.01
+    confidence: float = 0.95
+    min_free_disk_bytes: int = 5 * 1024**3
+    scoring_mode: str = "worker"  # worker: one process per model (isolation) | inprocess: devnet and tests
+    max_chain_backoff_s: float = 300.0
+    healthz_max_age_s: float = 0.0  # /healthz answers 503 when the last round is older; 0: 3 x round interval
+    wandb_project: str | None = None
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_path / "state.sqlite"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_path / "models"
+
+    def validate(self) -> None:
+        """Fail at start-up, naming the bad setting, rather than hours later in a round."""
+        if self.netuid < 0:
+            raise ValueError(f"--netuid must be >= 0, got {self.netuid}")
+        if not (self.store == "hf" or self.store.startswith("local:")):
+            raise ValueError(f"--store must be 'hf' or 'local:DIR', got {self.store!r}")
+        if self.round_interval_s < 0:
+            raise ValueError(f"--round-interval-s must be >= 0, got {self.round_interval_s}")
+        if self.timeout_per_model_s <= 0:
+            raise ValueError(f"--timeout-per-model must be positive, got {self.timeout_per_model_s}")
+        if self.max_models_per_round <= 0:
+            raise ValueError(f"max_models_per_round must be positive, got {self.max_models_per_round}")
+        if not (0 < self.ema_alpha <= 1):
+            raise ValueError(f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
+        if self.scoring_mode not in ("worker", "inprocess"):
+            raise ValueError(f"scoring_mode must be 'worker' or 'inprocess', got {self.scoring_mode!r}")
+        if not (0 <= self.api_port < 65536):
+            raise ValueError(f"--api-port must be in [0, 65535], got {self.api_port}")
+        if self.max_rounds is not None and self.max_rounds < 0:
+            raise ValueError(f"--max-rounds must be >= 0, got {self.max_rounds}")

@@ -1,0 +1,323 @@
+"""The validator daemon: rounds forever, unattended, for weeks.
+
+Nothing a round does may stop the loop: every exception is caught, logged and recorded, and
+the next round runs. Chain outages back off exponentially. SIGTERM/SIGINT ask for a clean stop:
+the current step finishes (or the round is discarded), the state stays consistent, the status
+API and any worker processes end. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from subnet.chain.base import ChainError
+from subnet.competitions import DEFAULT_COMPETITIONS, Competition, CompetitionError, load_competitions
+from subnet.validator import state as st
+from subnet.validator.config import ValidatorConfig
+from subnet.validator.metrics import ValidatorMetrics
+from subnet.validator.round import RoundAborted, RoundDeps, RoundSummary, finish_weights, run_round
+from subnet.validator.state import ValidatorState
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- wiring
+
+
+def resolve_competitions(config: ValidatorConfig) -> tuple[dict[str, Competition], dict[str, Competition]]:
+    """(evaluated, known): the competitions to score, and all those a commitment may name."""
+    known = load_competitions(config.competitions_file) if config.competitions_file else dict(DEFAULT_COMPETITIONS)
+    if config.competitions:
+        unknown = [c for c in config.competitions if c not in known]
+        if unknown:
+            raise CompetitionError(f"--competition {unknown} unknown; known: {sorted(known)}")
+        return {c: known[c] for c in config.competitions}, known
+    if config.network.startswith("devnet:"):
+        chosen = {c: v for c, v in known.items() if c == "tiny"} or known
+    else:
+        chosen = {c: v for c, v in known.items() if v.reward_share > 0}
+    return chosen, known
+
+
+def make_store(config: ValidatorConfig):
+    if config.store.startswith("local:"):
+        from subnet.hub.local import LocalStore
+
+        return LocalStore(Path(config.store[len("local:"):]).expanduser())
+    from subnet.hub.huggingface import HuggingFaceStore
+
+    return HuggingFaceStore(endpoint=config.hf_endpoint)
+
+
+def make_wallet(config: ValidatorConfig):
+    import bittensor as bt
+
+    return bt.Wallet(name=config.wallet_name, hotkey=config.wallet_hotkey, path=config.wallet_path)
+
+
+def source_factory(config: ValidatorConfig) -> Callable[[Competition], object]:
+    """One document source per competition, built on first use and kept (connection pools, caches)."""
+    cache: dict[str, object] = {}
+
+    def source_for(competition: Competition):
+        if competition.id not in cache:
+            cache[competition.id] = _make_source(competition, config)
+        return cache[competition.id]
+
+    return source_for
+
+
+def _make_source(competition: Competition, config: ValidatorConfig):
+    try:
+        from subnet.data.sources import make_source
+    except ModuleNotFoundError as e:  # an installation without the data adapters: synthetic data only
+        if e.name != "subnet.data.sources" or competition.dataset != "synthetic":
+            raise
+        from subnet.data.synthetic import SyntheticSource
+
+        return SyntheticSource()
+    extra = {"endpoint": config.data_endpoint} if config.data_endpoint else {}
+    return make_source(competition, **extra)
+
+
+def build_deps(config: ValidatorConfig, state: ValidatorState, metrics: ValidatorMetrics,
+               stop: threading.Event) -> RoundDeps:
+    from subnet.chain.factory import make_chain
+    from subnet.validator.round import inprocess_scorer, worker_scorer
+
+    evaluated, known = resolve_competitions(config)
+    chain = make_chain(config.network, config.netuid, wallet=make_wallet(config))
+    scorer = (inprocess_scorer(config.device) if config.scoring_mode == "inprocess"
+              else worker_scorer(config.device, config.timeout_per_model_s))
+    return RoundDeps(chain=chain, store=make_store(config), state=state, config=config, competitions=evaluated,
+                     known_competitions=known, source_for=source_factory(config), scorer=scorer, metrics=metrics,
+                     stop=stop)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LoopStats:
+    rounds: int = 0
+    completed: int = 0
+    failed: int = 0
+    consecutive_chain_failures: int = 0
+
+
+class Daemon:
+    def __init__(self, deps: RoundDeps, *, on_round: Callable[[RoundSummary], None] | None = None) -> None:
+        self.deps = deps
+        self.stats = LoopStats()
+        self.on_round = on_round or log_summary
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.deps.stop
+
+    def request_stop(self) -> None:
+        self.deps.stop.set()
+
+    def run(self) -> int:
+        """Round after round until stopped or `max_rounds` is reached. Returns an exit code."""
+        self.recover()
+        cfg = self.deps.config
+        while not self.stop.is_set():
+            if cfg.max_rounds is not None and self.stats.rounds >= cfg.max_rounds:
+                break
+            started = time.monotonic()
+            self.stats.rounds += 1
+            delay = self.run_one()
+            if cfg.max_rounds is not None and self.stats.rounds >= cfg.max_rounds:
+                break
+            self.stop.wait(max(0.0, delay - (time.monotonic() - started)))
+        log.info("validator stopped after %d round(s): %d completed, %d failed",
+                 self.stats.rounds, self.stats.completed, self.stats.failed)
+        return 0
+
+    def run_one(self) -> float:
+        """One round with every failure caught; returns how long to wait before the next one."""
+        deps, cfg = self.deps, self.deps.config
+        try:
+            summary = run_round(deps)
+        except RoundAborted as e:
+            log.info("round abandoned: %s", e)
+            deps.metrics.rounds.labels(status="discarded").inc()
+            return 0.0
+        except ChainError as e:
+            self.stats.failed += 1
+            self.stats.consecutive_chain_failures += 1
+            deps.metrics.chain_errors.inc()
+            deps.metrics.rounds.labels(status="chain_error").inc()
+            backoff = min(cfg.max_chain_backoff_s, 2.0 ** self.stats.consecutive_chain_failures)
+            self._record_error("chain", e)
+            log.warning("round failed on the chain (%s: %s); retrying in %.0f s", e.code, e, backoff)
+            return backoff
+        except Exception as e:  # noqa: BLE001 - the daemon must outlive any single round
+            self.stats.failed += 1
+            self.stats.consecutive_chain_failures = 0
+            deps.metrics.rounds.labels(status="failed").inc()
+            self._record_error("round", e)
+            log.exception("round failed: %s", e)
+            return cfg.round_interval_s
+        self.stats.completed += 1
+        self.stats.consecutive_chain_failures = 0
+        deps.metrics.rounds.labels(status=summary.weights_status).inc()
+        deps.metrics.last_round_block.set(summary.block)
+        deps.metrics.round_seconds.set(summary.seconds)
+        try:
+            self.on_round(summary)
+        except Exception:  # noqa: BLE001 - reporting must never stop validating
+            log.exception("round report failed")
+        return cfg.round_interval_s
+
+    def recover(self) -> None:
+        """Make an interrupted state consistent, and set weights of a round scored before a stop."""
+        rec = self.deps.state.recover()
+        if rec.discarded or rec.unknown_weights:
+            log.info("restart: discarded unfinished round(s) %s; weights of round(s) %s may have been sent and "
+                     "will not be sent again", rec.discarded, rec.unknown_weights)
+        for round_id in rec.resumable:
+            try:
+                metagraph = self.deps.chain.metagraph()
+                finish_weights(self.deps, round_id, metagraph, int(metagraph.block))
+            except Exception as e:  # noqa: BLE001 - the next round sets weights anyway
+                self.deps.state.finish_round(round_id, st.ROUND_DONE, f"resume failed: {e}"[:2000])
+                log.warning("could not resume round %d: %s", round_id, e)
+
+    def _record_error(self, kind: str, error: BaseException) -> None:
+        try:
+            count = int(self.deps.state.get_meta("error_count", 0) or 0) + 1
+            self.deps.state.set_meta("error_count", count)
+            self.deps.state.set_meta("last_error", {"kind": kind, "type": type(error).__name__,
+                                                    "message": str(error)[:2000], "at": time.time()})
+        except Exception:  # noqa: BLE001 - the database itself may be the problem
+            log.exception("could not record the error")
+
+
+def log_summary(summary: RoundSummary) -> None:
+    """A per-round table on stderr: what each model scored and what it earned."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    for cid, outcome in summary.competitions.items():
+        table = Table(title=f"round {summary.round_id} · block {summary.block} · {cid} · {outcome.n_docs} docs · "
+                            f"{summary.seconds:.1f} s · weights {summary.weights_status}")
+        for col in ("hotkey", "mean loss", "win rate", "weight", "note"):
+            table.add_column(col)
+        keys = sorted(set(outcome.win_rates) | set(outcome.failed), key=lambda k: -outcome.ema.get(k, 0.0))
+        for key in keys:
+            loss = outcome.mean_loss.get(key)
+            rate = outcome.win_rates.get(key)
+            note = outcome.failed.get(key) or (f"copy of {outcome.copies[key][:12]}" if key in outcome.copies else "")
+            table.add_row(key[:16], "-" if loss is None else f"{loss:.4f}",
+                          "-" if rate is None or not math.isfinite(rate) else f"{rate:.2f}",
+                          f"{outcome.ema.get(key, 0.0):.3f}", note)
+        console.print(table)
+
+
+def wandb_reporter(project: str, config: ValidatorConfig) -> Callable[[RoundSummary], None] | None:
+    """Optional: per-round numbers to Weights & Biases when installed and a project is configured."""
+    try:
+        import wandb
+    except ImportError:
+        log.warning("WANDB_PROJECT is set but wandb is not installed; not logging to wandb")
+        return None
+    run = wandb.init(project=project, config={k: str(v) for k, v in vars(config).items()}, reinit=True)
+
+    def report(summary: RoundSummary) -> None:
+        data: dict[str, float] = {"block": summary.block, "round_seconds": summary.seconds}
+        for cid, o in summary.competitions.items():
+            data[f"{cid}/tokens_per_s"] = o.tokens_per_s
+            for key, w in o.ema.items():
+                data[f"{cid}/weight/{key[:8]}"] = w
+            for key, loss in o.mean_loss.items():
+                data[f"{cid}/loss/{key[:8]}"] = loss
+        run.log(data)
+
+    return report
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _last_round_block(state: ValidatorState) -> int | None:
+    rounds = state.rounds(limit=1)
+    return rounds[0].block if rounds else None
+
+
+def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
+    """First SIGTERM/SIGINT: stop after the current step. Second: stop now. Returns a restore function."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        log.info("received %s: stopping after the current step (again to stop now)", signal.Signals(signum).name)
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, handle)
+
+    def restore() -> None:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+    return restore
+
+
+def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> int:
+    """Open the state, start the status API, run the daemon until stopped; everything closed on the way out."""
+    config.validate()
+    state = deps.state if deps else ValidatorState(config.db_path)
+    metrics = deps.metrics if deps else ValidatorMetrics()
+    stop = deps.stop if deps else threading.Event()
+    restore = install_signal_handlers(stop)
+    server = None
+    try:
+        deps = deps or build_deps(config, state, metrics, stop)
+        if config.api_port:
+            from subnet.validator.api import StatusServer, build_app
+
+            max_age = config.healthz_max_age_s or max(3 * config.round_interval_s, 1800.0)
+            # The API thread never calls the chain (SDK connections are not shared across threads):
+            # ages are measured at the latest round's block.
+            app = build_app(state, metrics, competitions=deps.known_competitions,
+                            current_block=lambda: _last_round_block(state), healthz_max_age_s=max_age)
+            server = StatusServer(app, config.api_host, config.api_port)
+            port = server.start()
+            log.info("status API on http://%s:%d (/healthz /scores /rounds /metrics)", config.api_host, port)
+        reporters = [log_summary]
+        if config.wandb_project:
+            reporter = wandb_reporter(config.wandb_project, config)
+            if reporter:
+                reporters.append(reporter)
+        daemon = Daemon(deps, on_round=lambda s: [r(s) for r in reporters])
+        return daemon.run()
+    except KeyboardInterrupt:
+        log.info("stopped")
+        return 130
+    except (ChainError, CompetitionError) as e:  # start-up problems: say what, without a traceback
+        log.error("validator cannot start: %s", e)
+        return 1
+    finally:
+        restore()
+        if server is not None:
+            server.stop()
+        if deps is not None:
+            try:
+                deps.chain.close()
+            except Exception:  # noqa: BLE001
+                pass
+        state.close()
+

@@ -1,0 +1,104 @@
+"""The scores table: one row per current commitment, as `/scores` and `subnet scores` show it.
+
+Built only from the validator's state, so it answers the same whether the daemon is running,
+stopped, or being inspected from another process.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from subnet.competitions import DEFAULT_COMPETITIONS, Competition
+from subnet.hub.model_ref import ModelRef, ModelRefError
+from subnet.validator.state import MODEL_VERIFIED, ModelRecord, ValidatorState
+
+COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "mean_loss", "ci_low",
+           "ci_high", "win_rate", "weight", "status", "reason")
+
+
+def current_models(state: ValidatorState) -> list[ModelRecord]:
+    """Each hotkey's newest commitment (a miner's earlier ones no longer compete)."""
+    newest: dict[str, ModelRecord] = {}
+    for m in state.models():
+        held = newest.get(m.hotkey)
+        if held is None or (m.block, m.id) > (held.block, held.id):
+            newest[m.hotkey] = m
+    return list(newest.values())
+
+
+def scores_table(
+    state: ValidatorState,
+    competition: str | None = None,
+    current_block: int | None = None,
+    competitions: Mapping[str, Competition] | None = None,
+) -> list[dict]:
+    """Rows with the keys in `COLUMNS`, sorted by competition, then weight (highest first), then uid.
+
+    With `competition` given, only that competition's rows; unparsable commitments appear only without it.
+
+    `current_block` defaults to the block of the latest round; ages and advantages use it.
+    """
+    table = DEFAULT_COMPETITIONS if competitions is None else competitions
+    if current_block is None:
+        rounds = state.rounds(limit=1)
+        current_block = rounds[0].block if rounds else None
+    latest = state.latest_results(competition)
+    ema = state.all_ema()
+    rows = []
+    for m in current_models(state):
+        if competition is not None and m.competition != competition:
+            continue
+        result = latest.get((m.competition or "", m.hotkey))
+        row_result = result[1] if result and result[1].model_id == m.id else None
+        age = None if current_block is None else max(0, current_block - m.block)
+        rows.append({
+            "uid": m.uid,
+            "hotkey": m.hotkey,
+            "model": _short(m.ref),
+            "competition": m.competition,
+            "block": m.block,
+            "age_blocks": age,
+            "advantage": _advantage(age, table.get(m.competition or "")),
+            "mean_loss": _num(row_result.mean_loss) if row_result else None,
+            "ci_low": _num(row_result.ci_low) if row_result else None,
+            "ci_high": _num(row_result.ci_high) if row_result else None,
+            "win_rate": _num(row_result.win_rate) if row_result else None,
+            "weight": ema.get(m.competition or "", {}).get(m.hotkey, 0.0),
+            **_status(m, row_result),
+        })
+    # Unparsable commitments (no competition) go last.
+    rows.sort(key=lambda r: (r["competition"] is None, r["competition"] or "", -r["weight"],
+                             r["uid"] if r["uid"] is not None else 1 << 30))
+    return rows
+
+
+def _status(m: ModelRecord, result) -> dict:
+    if m.status != MODEL_VERIFIED:
+        return {"status": m.status, "reason": m.reason or m.parse_error}
+    if result is None:
+        return {"status": "verified", "reason": None}
+    if result.copy_of:
+        return {"status": "copy", "reason": f"copy of {result.copy_of}"}
+    if result.error:
+        return {"status": "error", "reason": result.error}
+    return {"status": "scored", "reason": None}
+
+
+def _short(ref: str) -> str:
+    try:
+        return ModelRef.parse(ref).short()
+    except ModelRefError:
+        return ref[:40]
+
+
+def _advantage(age: int | None, competition: Competition | None) -> float | None:
+    if age is None or competition is None:
+        return None
+    from subnet.scoring.advantage import advantage
+
+    return float(advantage(float(age), competition.advantage))
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)

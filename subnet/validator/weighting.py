@@ -1,0 +1,124 @@
+"""From per-document losses to weights: the pure decisions of a round.
+
+Pairwise wins on the same documents (with the earlier model's advantage), then win rates to
+weights, smoothed with the stored EMA, then hotkeys to the uids of the current metagraph with
+each competition's reward share. No I/O here: each function maps plain values to plain values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+
+from subnet.chain.base import Metagraph
+from subnet.competitions import Competition
+from subnet.eval.types import ScoreOutcome
+from subnet.validator.config import ValidatorConfig
+from subnet.validator.state import ModelRecord, ResultRow, VerdictRow
+
+if TYPE_CHECKING:
+    from subnet.validator.round import ReadyModel
+
+
+@dataclass(frozen=True)
+class Judgement:
+    results: list[ResultRow]
+    verdicts: list[VerdictRow]
+    win_rates: dict[str, float]
+    copies: dict[str, str]
+    failed: dict[str, str]
+
+
+def judge(
+    competition: Competition,
+    models: Mapping[str, ModelRecord],
+    ready: Mapping[str, ReadyModel],
+    fetch_failed: Mapping[str, str],
+    outcomes: Mapping[str, ScoreOutcome],
+    n_docs: int,
+    current_block: int,
+    confidence: float,
+) -> Judgement:
+    """Paired comparisons on the same documents; a model that could not be scored loses to everyone."""
+    from subnet.scoring.stats import mean_interval
+    from subnet.scoring.wins import Candidate, compute_wins
+
+    nan = np.full(n_docs, np.nan)
+    candidates, per_token = [], {}
+    for key in sorted(set(ready) | set(fetch_failed)):
+        outcome = outcomes.get(key)
+        losses = outcome.losses.per_token() if outcome is not None and outcome.losses is not None else nan
+        per_token[key] = losses
+        content_hash = ready[key].content_hash if key in ready else None
+        candidates.append(Candidate(key=key, block=models[key].block, losses=losses, content_hash=content_hash))
+    wins = compute_wins(candidates, current_block, competition.advantage, confidence=confidence)
+    results = []
+    for key in sorted(per_token):
+        outcome = outcomes.get(key)
+        error = fetch_failed.get(key) or (outcome.error if outcome else "not_scored") or wins.failed.get(key, "")
+        finite = per_token[key][np.isfinite(per_token[key])]
+        interval = mean_interval(per_token[key], confidence) if finite.size >= 2 else None
+        results.append(ResultRow(
+            competition=competition.id, hotkey=key, uid=models[key].uid, model_id=models[key].id,
+            mean_loss=interval.mean if interval else (float(finite[0]) if finite.size else None),
+            ci_low=interval.low if interval else None, ci_high=interval.high if interval else None,
+            n_docs=int(finite.size), tokens_per_s=outcome.tokens_per_s if outcome else 0.0,
+            seconds=outcome.seconds if outcome else 0.0, error=error,
+            win_rate=wins.win_rates.get(key), wins=wins.wins.get(key), copy_of=wins.copies.get(key),
+            losses=outcome.losses.to_bytes() if outcome is not None and outcome.losses is not None else None,
+        ))
+    verdicts = [
+        VerdictRow(competition.id, earlier, later, c.eps, c.diff_mean, c.ci_low, c.ci_high, bool(c.later_wins))
+        for (earlier, later), c in sorted(wins.comparisons.items())
+    ]
+    return Judgement(results, verdicts, dict(wins.win_rates), dict(wins.copies), dict(wins.failed))
+
+
+def smoothed_weights(
+    win_rates: Mapping[str, float],
+    previous: Mapping[str, float],
+    registered: set[str],
+    config: ValidatorConfig,
+    excluded: set[str] = frozenset(),
+    zeroed: set[str] = frozenset(),
+) -> dict[str, float]:
+    """This round's weights from win rates, blended into the stored EMA.
+
+    `excluded` (copies) and deregistered hotkeys lose their weight at once; `zeroed` (models that
+    failed this round) get nothing this round, so their EMA decays rather than vanishing on one
+    transient failure.
+    """
+    from subnet.scoring.weights import ema_update, weights_from_win_rates
+
+    rates = {k: v for k, v in win_rates.items() if k not in excluded and k not in zeroed}
+    current = weights_from_win_rates(rates, temperature=config.softmax_temperature) if rates else {}
+    current = {**{k: 0.0 for k in win_rates if k in zeroed and k not in excluded}, **current}
+    kept = {k: v for k, v in previous.items() if k in registered and k not in excluded}
+    if not any(v > 0 for v in current.values()):
+        return kept
+    blended = ema_update(kept, current, alpha=config.ema_alpha)
+    return {k: float(v) for k, v in blended.items() if k in registered and k not in excluded}
+
+
+def uid_weights(
+    ema: Mapping[str, Mapping[str, float]], metagraph: Metagraph, competitions: Mapping[str, Competition]
+) -> tuple[list[int], list[float]]:
+    """Each competition's EMA scaled by its reward share, summed per uid of the current metagraph, normalised."""
+    totals: dict[int, float] = {}
+    for cid, weights in ema.items():
+        competition = competitions.get(cid)
+        if competition is None:
+            continue
+        valid = {metagraph.uid_of(hk): w for hk, w in weights.items() if math.isfinite(w) and w > 0}
+        valid.pop(None, None)  # deregistered hotkeys: their share goes to the registered ones
+        norm = sum(valid.values())
+        for uid, w in valid.items():
+            totals[uid] = totals.get(uid, 0.0) + competition.reward_share * w / norm
+    total = sum(totals.values())
+    uids = sorted(totals)
+    if total <= 0:
+        return uids, [0.0 for _ in uids]
+    return uids, [totals[u] / total for u in uids]
