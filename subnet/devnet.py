@@ -1,0 +1,186 @@
+"""`subnet devnet`: the whole subnet on one CPU, no network.
+
+A local chain (SQLite), a local model store (a directory), the generated corpus and the shipped
+tiny tokenizer; miners that train for clearly different lengths of time, a copy-cat that re-uploads
+the best miner's weights under its own hotkey, and one validator that scores them all, sets weights
+on the local chain and serves its scores. It runs the same code paths as mainnet, with the local
+adapters chosen by configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from subnet.scores import wide_console
+
+NETUID = 1
+COMPETITION = "tiny"
+SEED_WINDOW = 10  # blocks; mainnet uses 150
+ELIGIBILITY_MARGIN = 2
+
+
+@dataclass
+class DevnetPlan:
+    directory: Path
+    miners: int = 3
+    rounds: int = 3
+    base_steps: int = 25  # miner i trains base_steps * 4**i steps
+    block_time: float = 0.5
+    api_port: int = 0
+    keep: bool = False
+
+    @property
+    def steps(self) -> list[int]:
+        return [self.base_steps * 4**i for i in range(self.miners)]
+
+
+def run_devnet(plan: DevnetPlan, console: Console) -> dict:
+    from subnet.chain.keys import create_wallet
+    from subnet.chain.local import LocalChain
+    from subnet.competitions import get_competition
+    from subnet.hub.local import LocalStore
+
+    root = plan.directory.resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    competition = get_competition(COMPETITION)
+    chain_path, store_root, wallets_dir = root / "chain.sqlite", root / "store", root / "wallets"
+    store = LocalStore(store_root)
+
+    with LocalChain(chain_path, netuid=NETUID, block_time=plan.block_time) as chain:
+        chain.set_weights_rate_limit(2)
+        validator = create_wallet(wallets_dir, "validator")
+        chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0,
+                       validator_permit=True)
+        console.print(f"[bold]devnet[/bold] in {root}: chain block time {plan.block_time}s, netuid {NETUID}")
+
+        roles: dict[str, str] = {}
+        model_dirs: list[Path] = []
+        for i, steps in enumerate(plan.steps):
+            wallet = create_wallet(wallets_dir, f"miner-{i}")
+            hotkey = wallet.hotkey.ss58_address
+            chain.register(hotkey, wallet.coldkeypub.ss58_address)
+            model_dir = _train_miner(root / "runs" / f"miner-{i}", steps, seed=i, console=console)
+            model_dirs.append(model_dir)
+            ref = _publish(model_dir, store, chain_path, wallet, f"miner{i}", competition)
+            roles[hotkey] = f"trained:{steps}"
+            best_hotkey = hotkey  # the last miner trains longest
+            console.print(f"  miner {i} trained {steps} steps and committed {ref.short()}")
+
+        best = len(model_dirs) - 1
+        # A copier only sees the weights once the original repo is public, after its commit block.
+        chain.advance(1)
+        copycat = create_wallet(wallets_dir, "copycat")
+        chain.register(copycat.hotkey.ss58_address, copycat.coldkeypub.ss58_address)
+        stolen = root / "runs" / "copycat"
+        shutil.copytree(model_dirs[best], stolen, ignore=shutil.ignore_patterns(".*"))
+        ref = _publish(stolen, store, chain_path, copycat, "totally-original", competition)
+        roles[copycat.hotkey.ss58_address] = f"copycat:{chain.metagraph().uid_of(best_hotkey)}"
+        console.print(f"  copy-cat re-uploaded miner {best}'s weights as {ref.short()}")
+
+        # Commitments must predate the data seed that judges them: move the chain past the window.
+        chain.advance(SEED_WINDOW + ELIGIBILITY_MARGIN + 1)
+
+    summary = _run_validator(root, plan, console)
+    return _report(root, roles, summary, console)
+
+
+def _train_miner(out_dir: Path, steps: int, seed: int, console: Console) -> Path:
+    from subnet.miner.config import TrainConfig
+    from subnet.miner.train import train
+
+    config = TrainConfig(competition=COMPETITION, out_dir=str(out_dir), steps=steps, seed=1000 + seed,
+                         warmup_steps=min(20, max(1, steps // 5)), log_every=max(1, steps // 4))
+    started = time.monotonic()
+    result = train(config, echo=lambda line: console.print(f"    [dim]{line}[/dim]"))
+    console.print(f"    [dim]{steps} steps in {time.monotonic() - started:.0f}s, {result.tokens_per_s:,.0f} tokens/s[/dim]")
+    assert result.model_dir is not None
+    return result.model_dir
+
+
+def _publish(model_dir: Path, store, chain_path: Path, wallet, name: str, competition):
+    from subnet.chain.local import LocalChain
+    from subnet.miner.upload import upload_model
+
+    with LocalChain(chain_path, netuid=NETUID, wallet=wallet) as chain:
+        hotkey = wallet.hotkey.ss58_address
+        return upload_model(model_dir, store, chain, hotkey, namespace=f"devnet-{hotkey[:6].lower()}", name=name,
+                            competition=competition, force=True)
+
+
+def _run_validator(root: Path, plan: DevnetPlan, console: Console):
+    from subnet.validator.config import ValidatorConfig
+    from subnet.validator.daemon import run_validator
+
+    config = ValidatorConfig(
+        netuid=NETUID,
+        network=f"devnet:{root / 'chain.sqlite'}",
+        wallet_name="validator",
+        wallet_path=str(root / "wallets"),
+        state_dir=root / "validator",
+        competitions=(COMPETITION,),
+        store=f"local:{root / 'store'}",
+        api_port=plan.api_port,
+        round_interval_s=2 * plan.block_time,
+        max_rounds=None if plan.keep else plan.rounds,
+        timeout_per_model_s=300.0,
+        seed_window_blocks=SEED_WINDOW,
+        eligibility_margin_blocks=ELIGIBILITY_MARGIN,
+        weights_interval_blocks=2,
+        min_free_disk_bytes=0,
+        scoring_mode="inprocess",
+    )
+    console.print(f"[bold]validator[/bold]: {plan.rounds} round(s), state in {config.state_path}"
+                  + (f", status API on http://127.0.0.1:{plan.api_port}" if plan.api_port else ""))
+    return run_validator(config)
+
+
+def _report(root: Path, roles: dict[str, str], exit_code: int, console: Console) -> dict:
+    from subnet.chain.local import LocalChain
+    from subnet.scores import render, rows_from_state
+
+    state_dir = root / "validator"
+    rows = rows_from_state(state_dir)
+    with LocalChain(root / "chain.sqlite", netuid=NETUID) as chain:
+        weights_set = bool(chain.weight_history())
+    render(rows, console, title="devnet scores")
+    scores = [
+        {
+            "uid": r["uid"], "hotkey": r["hotkey"], "weight": r["weight"], "mean_loss": r["mean_loss"],
+            "ci_low": r["ci_low"], "ci_high": r["ci_high"], "status": r["status"], "role": roles.get(r["hotkey"], ""),
+        }
+        for r in rows
+    ]
+    return {"scores": scores, "weights_set": weights_set, "state_dir": str(state_dir), "validator_exit": exit_code}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("devnet")
+    def devnet(
+        miners: int = typer.Option(3, "--miners", min=1, max=6, help="Miners that train (each 4x longer than the last)."),
+        rounds: int = typer.Option(3, "--rounds", min=1, help="Validator rounds to run."),
+        directory: Path = typer.Option(Path("devnet"), "--dir", help="Devnet directory (recreated)."),
+        base_steps: int = typer.Option(25, "--base-steps", min=1, help="Training steps of the weakest miner."),
+        block_time: float = typer.Option(0.5, "--block-time", help="Seconds per local block."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
+        keep: bool = typer.Option(False, "--keep", help="Leave the validator and its status API running."),
+        api_port: int = typer.Option(8091, "--api-port", help="Status API port (0: none)."),
+    ) -> None:
+        """Run the whole subnet locally: chain, store, miners, a copy-cat and a validator."""
+        console = wide_console(stderr=as_json)
+        plan = DevnetPlan(directory=directory, miners=miners, rounds=rounds, base_steps=base_steps,
+                          block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep)
+        started = time.monotonic()
+        result = run_devnet(plan, console)
+        console.print(f"devnet finished in {time.monotonic() - started:.0f}s; weights set on chain: {result['weights_set']}")
+        if as_json:
+            print(json.dumps(result))
+        raise typer.Exit(0 if result["weights_set"] else 1)

@@ -1,0 +1,161 @@
+"""`subnet scores`: the validator's scores, from its state directory or its status API.
+
+Both paths produce the same rows (`subnet.validator.scores.scores_table`), so what a person reads in
+the terminal is what `/scores` serves.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+BLOCKS_PER_DAY = 7200
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """A console that keeps tables readable when output is piped (rich assumes 80 columns there)."""
+    return Console(stderr=stderr, width=shutil.get_terminal_size((160, 24)).columns)
+
+
+class ScoresUnavailable(RuntimeError):
+    """The scores could not be read; the message says from where and why."""
+
+
+def rows_from_state(state_dir: Path, competition: str | None = None) -> list[dict]:
+    from subnet.validator.scores import scores_table
+    from subnet.validator.state import ValidatorState
+
+    db = Path(state_dir).expanduser()
+    db = db if db.suffix == ".sqlite" else db / "state.sqlite"
+    if not db.is_file():
+        raise ScoresUnavailable(f"no validator state at {db} (is --state the validator's --state-dir?)")
+    try:
+        state = ValidatorState(db)
+    except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
+        raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
+    try:
+        return scores_table(state, competition)
+    finally:
+        state.close()
+
+
+def rows_from_api(url: str, competition: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = f"?competition={urllib.parse.quote(competition)}" if competition else ""
+    target = url.rstrip("/") + "/scores" + query
+    try:
+        with urllib.request.urlopen(target, timeout=timeout_s) as response:
+            payload = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ScoresUnavailable(f"cannot read scores from {target}: {e}") from None
+    rows = payload.get("scores", payload) if isinstance(payload, dict) else payload
+    if not isinstance(rows, list):
+        raise ScoresUnavailable(f"{target} did not answer with a list of scores")
+    return [r for r in rows if competition is None or r.get("competition") == competition]
+
+
+def _fmt(x, spec: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
+
+
+def render(rows: list[dict], console: Console, title: str = "scores") -> None:
+    t = Table(title=title)
+    for col, justify in (("uid", "right"), ("hotkey", "left"), ("model", "left"), ("comp", "left"),
+                         ("age", "right"), ("adv", "right"), ("loss (95% CI)", "right"), ("win", "right"),
+                         ("weight", "right"), ("status", "left")):
+        t.add_column(col, justify=justify)
+    for r in rows:
+        age = r.get("age_blocks")
+        age_text = "-" if age is None else f"{age} ({age / BLOCKS_PER_DAY:.1f}d)"
+        loss = "-"
+        if r.get("mean_loss") is not None:
+            loss = f"{r['mean_loss']:.4f} ({_fmt(r.get('ci_low'), '.4f')}..{_fmt(r.get('ci_high'), '.4f')})"
+        status = r.get("status") or ""
+        if r.get("reason"):
+            status += f": {r['reason']}"
+        t.add_row(
+            _fmt(r.get("uid"), "d"), (r.get("hotkey") or "")[:8], r.get("model") or "", r.get("competition") or "",
+            age_text, _fmt(r.get("advantage"), ".4%"), loss, _fmt(r.get("win_rate"), ".2f"),
+            _fmt(r.get("weight"), ".4f"), status,
+        )
+    console.print(t)
+
+
+def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> None:
+    """Each model's mean loss with its 95% interval over rounds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from subnet.validator.state import ValidatorState
+
+    state = ValidatorState(Path(state_dir).expanduser() / "state.sqlite")
+    try:
+        series: dict[str, list[tuple[int, float, float, float]]] = {}
+        for rnd in sorted(state.rounds(limit=10_000), key=lambda r: r.id):
+            for res in state.results(rnd.id):
+                if res.mean_loss is None or not math.isfinite(res.mean_loss):
+                    continue
+                model = state.model(res.model_id)
+                if model is None or (competition and model.competition != competition):
+                    continue
+                label = f"uid {model.uid} {model.hotkey[:6]}"
+                series.setdefault(label, []).append((rnd.block, res.mean_loss, res.ci_low, res.ci_high))
+    finally:
+        state.close()
+    if not series:
+        raise ScoresUnavailable("no scored rounds to plot yet")
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for label, pts in sorted(series.items()):
+        blocks, mean, lo, hi = zip(*pts)
+        ax.errorbar(blocks, mean, yerr=[[m - l for m, l in zip(mean, lo)], [h - m for m, h in zip(mean, hi)]],
+                    marker="o", capsize=3, label=label)
+    ax.set_xlabel("block of the round")
+    ax.set_ylabel("mean loss per token (95% CI)")
+    ax.set_title("model loss over rounds")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("scores")
+    def scores(
+        state: Path = typer.Option(None, "--state", help="The validator's --state-dir."),
+        url: str = typer.Option(None, "--url", help="The validator's status API, e.g. http://127.0.0.1:8091."),
+        competition: str = typer.Option(None, "--competition", "-c"),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
+        plot: Path = typer.Option(None, "--plot", help="Draw each model's loss over rounds to this PNG."),
+    ) -> None:
+        """Show a validator's scores: one row per model, sorted by weight."""
+        console = wide_console(stderr=as_json)
+        if (state is None) == (url is None):
+            console.print("[red]give exactly one of --state DIR or --url URL[/red]")
+            raise typer.Exit(2)
+        try:
+            rows = rows_from_state(state, competition) if state is not None else rows_from_api(url, competition)
+            if plot is not None:
+                if state is None:
+                    raise ScoresUnavailable("--plot needs --state (the round history lives in the state)")
+                plot_history(state, plot, competition)
+                console.print(f"wrote {plot}")
+        except ScoresUnavailable as e:
+            console.print(f"[red]{e}[/red]")
+            raise typer.Exit(1)
+        if not rows:
+            console.print("no models to show yet" + (f" for competition {competition!r}" if competition else ""))
+        else:
+            render(rows, console, title=f"scores ({state or url})")
+        if as_json:
+            print(json.dumps({"scores": rows}))
