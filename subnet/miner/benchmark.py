@@ -1,0 +1,335 @@
+"""Would my model win? Score a candidate against an incumbent the way validators do.
+
+Both models are scored on the same held-out reference documents (a fixed seed, excluded from
+training) with the validator's own loader and loss engine, and compared with the validator's own
+paired test and advantage schedule. Because the two models see the same documents, the paired
+interval of the difference is far narrower than the unpaired intervals of the two means: that
+gap is the reason this subnet can tell apart models a fraction of a percent apart, and the
+report shows both.
+
+Verdicts (and `verdict_code`):
+- "would win" (win): the paired test passes now, at the incumbent's current advantage.
+- "would win once the advantage decays to X, expected around block N" (win_later): it fails now
+  but passes at some later age of the incumbent; N is that age as a block.
+- "would not win now" (not_significant): it fails even at the schedule's floor, yet its mean loss
+  beats the incumbent's by more than the floor: more documents (or a larger margin) could decide it.
+- "would not win" (never): it fails even at the floor and its mean loss does not beat the floor margin.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from subnet.competitions import AdvantageSchedule, Competition
+
+BLOCKS_PER_DAY = 7200
+WEEK_BLOCKS = 7 * BLOCKS_PER_DAY
+# Past this many half-lives the advantage is the floor to within 1e-19 of eps0.
+_FLOOR_HALF_LIVES = 64
+
+
+@dataclass
+class Verdict:
+    code: str  # win | win_later | not_significant | never
+    text: str
+    win_advantage: float | None = None  # the advantage at which the candidate starts to win
+    win_age_blocks: float | None = None  # the incumbent's age at that point
+    win_block: int | None = None  # that age as a block number, when the incumbent's block is known
+
+
+@dataclass
+class BenchmarkReport:
+    n_documents: int
+    candidate_losses: np.ndarray  # per-document per-token loss (NaN = failed)
+    incumbent_losses: np.ndarray
+    candidate: object  # subnet.scoring.stats.Interval
+    incumbent: object
+    paired: object  # Interval of (candidate - incumbent) per document
+    unpaired_diff: float
+    unpaired_ci_low: float
+    unpaired_ci_high: float
+    comparison: object  # subnet.scoring.compare.Comparison, as the validator decides
+    incumbent_age_blocks: float
+    advantage_now: float
+    advantage_week: float
+    verdict: Verdict
+    confidence: float = 0.95
+
+    @property
+    def width_ratio(self) -> float:
+        """How many times narrower the paired interval is than the unpaired one."""
+        paired = self.paired.high - self.paired.low
+        unpaired = self.unpaired_ci_high - self.unpaired_ci_low
+        return unpaired / paired if paired > 0 else math.inf
+
+    def to_json_dict(self) -> dict:
+        c = self.comparison
+        return {
+            "n_documents": self.n_documents,
+            "candidate_mean_loss": self.candidate.mean,
+            "candidate_ci_low": self.candidate.low,
+            "candidate_ci_high": self.candidate.high,
+            "incumbent_mean_loss": self.incumbent.mean,
+            "incumbent_ci_low": self.incumbent.low,
+            "incumbent_ci_high": self.incumbent.high,
+            "paired_diff": self.paired.mean,
+            "paired_ci_low": self.paired.low,
+            "paired_ci_high": self.paired.high,
+            "unpaired_diff": self.unpaired_diff,
+            "unpaired_ci_low": self.unpaired_ci_low,
+            "unpaired_ci_high": self.unpaired_ci_high,
+            "width_ratio": self.width_ratio,
+            "decision_diff": c.diff_mean,
+            "decision_ci_low": c.ci_low,
+            "decision_ci_high": c.ci_high,
+            "incumbent_age_blocks": self.incumbent_age_blocks,
+            "advantage_now": self.advantage_now,
+            "advantage_week": self.advantage_week,
+            "confidence": self.confidence,
+            "verdict": self.verdict.text,
+            "verdict_code": self.verdict.code,
+            "win_advantage": self.verdict.win_advantage,
+            "win_block": self.verdict.win_block,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(_finite_or_none(self.to_json_dict()), sort_keys=True)
+
+
+def _finite_or_none(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+# ----------------------------------------------------------------------------- pure comparison
+
+
+def compare_losses(
+    candidate: np.ndarray,
+    incumbent: np.ndarray,
+    incumbent_age_blocks: float,
+    schedule: AdvantageSchedule,
+    *,
+    incumbent_block: int | None = None,
+    confidence: float = 0.95,
+) -> BenchmarkReport:
+    """The report for per-document losses of two models on the same documents (NaN = failed)."""
+    from subnet.scoring.advantage import advantage
+    from subnet.scoring.compare import paired_compare
+    from subnet.scoring.stats import mean_interval
+
+    candidate = np.asarray(candidate, dtype=np.float64)
+    incumbent = np.asarray(incumbent, dtype=np.float64)
+    if candidate.shape != incumbent.shape or candidate.ndim != 1 or len(candidate) == 0:
+        raise ValueError(f"need two equal-length loss vectors, got {candidate.shape} and {incumbent.shape}")
+    if incumbent_age_blocks < 0:
+        raise ValueError(f"incumbent age must not be negative, got {incumbent_age_blocks}")
+    cand_iv = mean_interval(candidate, confidence)
+    inc_iv = mean_interval(incumbent, confidence)
+    paired_iv = mean_interval(candidate - incumbent, confidence)
+    diff, low, high = unpaired_difference(cand_iv, inc_iv, confidence)
+    comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence)
+    verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block)
+    return BenchmarkReport(
+        n_documents=len(candidate), candidate_losses=candidate, incumbent_losses=incumbent,
+        candidate=cand_iv, incumbent=inc_iv, paired=paired_iv,
+        unpaired_diff=diff, unpaired_ci_low=low, unpaired_ci_high=high, comparison=comparison,
+        incumbent_age_blocks=float(incumbent_age_blocks),
+        advantage_now=advantage(incumbent_age_blocks, schedule),
+        advantage_week=advantage(incumbent_age_blocks + WEEK_BLOCKS, schedule),
+        verdict=verdict, confidence=confidence,
+    )
+
+
+def unpaired_difference(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Difference of two means as if they came from different documents (Welch's t interval).
+
+    This is what comparing two models' scores from separate samples would give; the paired
+    interval is what the validator actually uses.
+    """
+    from subnet.scoring.stats import t_quantile
+
+    diff = a.mean - b.mean
+    var = a.stderr**2 + b.stderr**2
+    if not (math.isfinite(var) and a.n >= 2 and b.n >= 2):
+        return diff, -math.inf, math.inf
+    if var == 0:
+        return diff, diff, diff
+    df = var**2 / (a.stderr**4 / (a.n - 1) + b.stderr**4 / (b.n - 1))
+    half = t_quantile(confidence, max(1, int(df))) * math.sqrt(var)
+    return diff, diff - half, diff + half
+
+
+def decide(
+    incumbent: np.ndarray,
+    candidate: np.ndarray,
+    age_blocks: float,
+    schedule: AdvantageSchedule,
+    confidence: float,
+    incumbent_block: int | None,
+) -> Verdict:
+    """Search the incumbent's future ages for the first at which the validator's test passes.
+
+    The advantage only shrinks with age, so "wins at age a" is monotone and a bisection finds
+    the first winning age to within a block.
+    """
+    from subnet.scoring.advantage import advantage
+    from subnet.scoring.compare import paired_compare
+
+    def compare(age: float):
+        return paired_compare(incumbent, candidate, age, schedule, confidence)
+
+    if compare(age_blocks).later_wins:
+        return Verdict("win", "would win", advantage(age_blocks, schedule), age_blocks, incumbent_block)
+    far = age_blocks + _FLOOR_HALF_LIVES * schedule.half_life_blocks
+    at_floor = compare(far)
+    if not at_floor.later_wins:
+        if math.isfinite(at_floor.diff_mean) and at_floor.diff_mean < 0:
+            return Verdict("not_significant", "would not win now")
+        return Verdict("never", "would not win")
+    lo, hi = age_blocks, far
+    while hi - lo > 1.0:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if compare(mid).later_wins else (mid, hi)
+    eps = advantage(hi, schedule)
+    block = None if incumbent_block is None else int(math.ceil(incumbent_block + hi))
+    wait = hi - age_blocks
+    when = f"around block {block}" if block is not None else f"in about {wait:,.0f} blocks"
+    text = (f"would win once the advantage decays to {eps:.4%}, expected {when} "
+            f"(~{wait / BLOCKS_PER_DAY:.1f} days from now)")
+    return Verdict("win_later", text, eps, hi, block)
+
+
+# ----------------------------------------------------------------------------- scoring models
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def reference_set(competition: Competition, n_documents: int = 0, dataset: str = ""):
+    """The held-out reference documents, tokenized as the validator tokenizes a round."""
+    from subnet.data.sampling import tokenize_documents
+    from subnet.data.tokenizer import load_tokenizer
+    from subnet.miner.data import make_training_source, reference_documents
+
+    source = make_training_source(competition, dataset)
+    documents = reference_documents(source, n_documents or competition.sampling.max_documents)
+    tokenizer = load_tokenizer(competition.tokenizer)
+    return tokenize_documents(documents, tokenizer, competition.max_seq_len)
+
+
+def score_model(model_dir: Path | str, competition: Competition, docs, device: str = "cpu") -> np.ndarray:
+    """Per-document per-token losses with the validator's loader and engine (in-process)."""
+    import torch
+
+    from subnet.eval.engine import compute_losses
+    from subnet.hub.loading import load_model
+
+    model = load_model(Path(model_dir), competition, device=device)
+    try:
+        return compute_losses(model, docs, device=device).per_token()
+    finally:
+        del model
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def benchmark(
+    candidate_dir: Path | str,
+    incumbent_dir: Path | str,
+    competition: Competition,
+    *,
+    incumbent_age_blocks: float = 0.0,
+    incumbent_block: int | None = None,
+    n_documents: int = 0,
+    dataset: str = "",
+    device: str = "auto",
+    confidence: float = 0.95,
+) -> BenchmarkReport:
+    docs = reference_set(competition, n_documents, dataset)
+    device = resolve_device(device)
+    candidate = score_model(candidate_dir, competition, docs, device)
+    incumbent = score_model(incumbent_dir, competition, docs, device)
+    return compare_losses(candidate, incumbent, incumbent_age_blocks, competition.advantage,
+                          incumbent_block=incumbent_block, confidence=confidence)
+
+
+# ----------------------------------------------------------------------------- presentation
+
+
+def report_table(report: BenchmarkReport, candidate_name: str = "candidate", incumbent_name: str = "incumbent"):
+    """A rich table of the two means, the paired difference and the verdict."""
+    from rich.table import Table
+
+    pct = int(round(report.confidence * 100))
+    table = Table(title=f"Benchmark on {report.n_documents} reference documents ({pct}% intervals)")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column(f"{pct}% interval", justify="right")
+
+    def iv(low: float, high: float) -> str:
+        return f"[{low:.5f}, {high:.5f}]"
+
+    table.add_row(f"{candidate_name} mean loss", f"{report.candidate.mean:.5f}", iv(report.candidate.low, report.candidate.high))
+    table.add_row(f"{incumbent_name} mean loss", f"{report.incumbent.mean:.5f}", iv(report.incumbent.low, report.incumbent.high))
+    table.add_row("difference, unpaired", f"{report.unpaired_diff:+.5f}", iv(report.unpaired_ci_low, report.unpaired_ci_high))
+    table.add_row("difference, paired", f"{report.paired.mean:+.5f}", iv(report.paired.low, report.paired.high))
+    table.add_row("paired interval narrower by", f"{report.width_ratio:.1f}x", "")
+    c = report.comparison
+    table.add_row("validator's test: cand - (1-eps) inc", f"{c.diff_mean:+.5f}", iv(c.ci_low, c.ci_high))
+    table.add_row("incumbent age", f"{report.incumbent_age_blocks:,.0f} blocks",
+                  f"{report.incumbent_age_blocks / BLOCKS_PER_DAY:.1f} days")
+    table.add_row("incumbent advantage now", f"{report.advantage_now:.4%}", "")
+    table.add_row("incumbent advantage in a week", f"{report.advantage_week:.4%}", "")
+    table.add_row("verdict", report.verdict.text, "")
+    return table
+
+
+def plot_report(report: BenchmarkReport, path: Path | str) -> Path:
+    """Per-document loss histograms, and the interval half-width vs number of documents (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from subnet.scoring.stats import mean_interval
+
+    cand, inc = report.candidate_losses, report.incumbent_losses
+    ok = np.isfinite(cand) & np.isfinite(inc)
+    cand, inc = cand[ok], inc[ok]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bins = np.linspace(min(cand.min(), inc.min()), max(cand.max(), inc.max()), 40)
+    left.hist(inc, bins=bins, alpha=0.55, label=f"incumbent (mean {inc.mean():.4f})")
+    left.hist(cand, bins=bins, alpha=0.55, label=f"candidate (mean {cand.mean():.4f})")
+    left.set_xlabel("per-token loss of a document (nats)")
+    left.set_ylabel("documents")
+    left.legend()
+
+    sizes = np.unique(np.geomspace(3, len(cand), num=min(30, len(cand))).astype(int))
+    unpaired, paired = [], []
+    for n in sizes:
+        a, b = mean_interval(cand[:n], report.confidence), mean_interval(inc[:n], report.confidence)
+        _, low, high = unpaired_difference(a, b, report.confidence)
+        unpaired.append((high - low) / 2)
+        d = mean_interval(cand[:n] - inc[:n], report.confidence)
+        paired.append((d.high - d.low) / 2)
+    right.loglog(sizes, unpaired, "o-", label="unpaired (difference of two means)")
+    right.loglog(sizes, paired, "o-", label="paired (same documents)")
+    right.set_xlabel("documents")
+    right.set_ylabel(f"{int(round(report.confidence * 100))}% interval half-width (nats)")
+    right.legend()
+    right.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,268 @@
+"""`subnet miner train | benchmark | upload`: the miner's three jobs.
+
+Flags follow bittensor's style (--netuid, --network, --wallet.name, --wallet.hotkey,
+--wallet.path) so miners' existing scripts carry over; `--network devnet:PATH` runs against the
+embedded local chain and `--store local:DIR` against a directory store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(help="Train, benchmark and publish models.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False)
+
+# ----------------------------------------------------------------------------- shared options
+
+NETWORK = typer.Option("finney", "--network", "--subtensor.network",
+                       help="finney | test | local | ws(s)://URL | devnet:PATH")
+NETUID = typer.Option(1, "--netuid", help="Subnet uid (the validator's default is 1).")
+WALLET_NAME = typer.Option("default", "--wallet.name", "--wallet-name", help="Bittensor wallet (coldkey) name.")
+WALLET_HOTKEY = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey", help="Hotkey name in the wallet.")
+WALLET_PATH = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path", help="Wallets directory.")
+COMPETITION = typer.Option("tiny", "--competition", "-c", help="Competition id.")
+COMPETITIONS_FILE = typer.Option(None, "--competitions-file", help="TOML/JSON file of competitions.")
+STORE = typer.Option("hf", "--store", help="hf (Hugging Face Hub) or local:DIR.")
+HF_ENDPOINT = typer.Option(None, "--hf-endpoint", help="Hugging Face endpoint (default: the public Hub).")
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
+
+
+def _competition(competition_id: str, competitions_file: Optional[Path]):
+    from subnet.competitions import get_competition, load_competitions
+
+    table = load_competitions(competitions_file) if competitions_file else None
+    return get_competition(competition_id, table)
+
+
+def _wallet(name: str, hotkey: str, path: str):
+    import bittensor as bt
+
+    return bt.Wallet(name=name, hotkey=hotkey, path=str(Path(path).expanduser()))
+
+
+def _chain(network: str, netuid: int, wallet=None):
+    from subnet.chain.factory import make_chain
+
+    return make_chain(network, netuid, wallet=wallet)
+
+
+def _store(spec: str, hf_endpoint: Optional[str]):
+    if spec.startswith("local:"):
+        from subnet.hub.local import LocalStore
+
+        if not spec[len("local:"):]:
+            raise typer.BadParameter("local store needs a directory: --store local:DIR")
+        return LocalStore(Path(spec[len("local:"):]).expanduser())
+    if spec == "hf":
+        import os
+
+        from subnet.hub.huggingface import HuggingFaceStore
+
+        return HuggingFaceStore(token=os.environ.get("HF_TOKEN"), endpoint=hf_endpoint)
+    raise typer.BadParameter(f"--store must be 'hf' or 'local:DIR', got {spec!r}")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """`--set field=value` pairs, converted to the TrainConfig field's type."""
+    from subnet.miner.config import TrainConfig
+
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise typer.BadParameter(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
+        kind = str(types[key])
+        try:
+            if kind == "bool":
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                    raise ValueError(raw)
+                value: Any = raw.lower() in ("1", "true", "yes")
+            elif kind == "int":
+                value = int(raw)
+            elif kind == "float":
+                value = float(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise typer.BadParameter(f"--set {pair!r}: {key} must be a {kind}") from None
+        result[key] = value
+    return result
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    competition: str = COMPETITION,
+    init: str = typer.Option("scratch", "--init", help="scratch | chain | a model directory."),
+    out_dir: str = typer.Option("runs/model", "--out-dir", help="Checkpoints, metrics and the final model/."),
+    steps: int = typer.Option(200, "--steps"),
+    micro_batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch per process."),
+    grad_accum: int = typer.Option(1, "--grad-accum"),
+    seq_len: int = typer.Option(0, "--seq-len", help="0 = the competition's max_seq_len."),
+    lr: float = typer.Option(3e-3, "--lr"),
+    warmup_steps: int = typer.Option(20, "--warmup-steps"),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | muon (Muon for hidden matrices)."),
+    dataset: str = typer.Option("", "--dataset", help="'' = the competition's; synthetic | fineweb | parquet:DIR"),
+    seed: int = typer.Option(1337, "--seed"),
+    device: str = DEVICE,
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Steps between checkpoints (0: end only)."),
+    resume: str = typer.Option("", "--resume", help="'latest' or a checkpoint directory."),
+    log_every: int = typer.Option(10, "--log-every"),
+    overrides: list[str] = typer.Option([], "--set", help="Any TrainConfig field: --set weight_decay=0.05"),
+    network: str = NETWORK,
+    netuid: int = NETUID,
+    store: str = STORE,
+    hf_endpoint: Optional[str] = HF_ENDPOINT,
+) -> None:
+    """Train a model for a competition (from scratch, a directory, or the best model on chain)."""
+    from subnet.miner.config import TrainConfig
+    from subnet.miner.train import train as run_training
+
+    try:
+        config = TrainConfig(
+            competition=competition, init=init, out_dir=out_dir, steps=steps, micro_batch_size=micro_batch_size,
+            grad_accum=grad_accum, seq_len=seq_len, lr=lr, warmup_steps=warmup_steps, optimizer=optimizer,
+            dataset=dataset, seed=seed, device=device, compile=compile_model, checkpoint_every=checkpoint_every,
+            resume=resume, log_every=log_every,
+        )
+        config = dataclasses.replace(config, **parse_overrides(overrides))
+    except ValueError as e:
+        _fail(str(e))
+    chain = model_store = None
+    if init == "chain":
+        chain, model_store = _chain(network, netuid), _store(store, hf_endpoint)
+    try:
+        result = run_training(config, chain=chain, store=model_store)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if result.model_dir is not None:
+        summary = {"model_dir": str(result.model_dir), "steps": result.steps, "final_loss": result.losses[-1],
+                   "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params}
+        typer.echo(json.dumps(summary))
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+@app.command()
+def benchmark(
+    candidate: Path = typer.Argument(..., exists=True, file_okay=False, help="The candidate model directory."),
+    incumbent: str = typer.Option("chain", "--incumbent", help="A model directory, or 'chain' for the best on chain."),
+    incumbent_age_blocks: Optional[float] = typer.Option(
+        None, "--incumbent-age-blocks", help="Age of the incumbent (default: from its commitment, or 0)."),
+    documents: int = typer.Option(0, "--documents", help="Reference documents (0: the competition's round size)."),
+    dataset: str = typer.Option("", "--dataset", help="'' = the competition's dataset."),
+    competition: str = COMPETITION,
+    competitions_file: Optional[Path] = COMPETITIONS_FILE,
+    device: str = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON object on the last line."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write histograms and error-bar curves to this PNG."),
+    cache_dir: Path = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", help="Where on-chain models go."),
+    network: str = NETWORK,
+    netuid: int = NETUID,
+    store: str = STORE,
+    hf_endpoint: Optional[str] = HF_ENDPOINT,
+) -> None:
+    """Would CANDIDATE beat the incumbent? Both scored as validators score, on held-out documents."""
+    from rich.console import Console
+
+    from subnet.miner.benchmark import benchmark as run_benchmark
+    from subnet.miner.benchmark import plot_report, report_table
+
+    comp = _competition(competition, competitions_file)
+    console = Console(stderr=as_json)
+    incumbent_block = None
+    age = incumbent_age_blocks
+    if incumbent == "chain":
+        from subnet.miner.chain_models import best_model_on_chain
+
+        chain = _chain(network, netuid)
+        found = best_model_on_chain(chain, _store(store, hf_endpoint), comp, cache_dir.expanduser())
+        if found is None:
+            _fail(f"no valid {comp.id} model on chain to compare with; pass --incumbent DIR")
+        incumbent_dir, incumbent_block = found.path, found.block
+        if age is None:
+            age = max(0, chain.current_block() - found.block)
+        console.print(f"incumbent: {found.ref.short()} (uid {found.uid}, committed at block {found.block})")
+    else:
+        incumbent_dir = Path(incumbent)
+        if not incumbent_dir.is_dir():
+            _fail(f"--incumbent {incumbent!r} is neither 'chain' nor a directory")
+    from subnet.hub.errors import ModelRejected
+
+    try:
+        report = run_benchmark(candidate, incumbent_dir, comp, incumbent_age_blocks=age or 0.0,
+                               incumbent_block=incumbent_block, n_documents=documents, dataset=dataset, device=device)
+    except ModelRejected as e:
+        _fail(f"a model would be rejected by validators: {e}")
+    console.print(report_table(report))
+    console.print(f"verdict: [bold]{report.verdict.text}[/bold]")
+    if plot is not None:
+        console.print(f"plot: {plot_report(report, plot)}")
+    if as_json:
+        sys.stdout.write(report.to_json() + "\n")
+
+
+# ----------------------------------------------------------------------------- upload
+
+
+@app.command()
+def upload(
+    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The model directory to publish."),
+    namespace: str = typer.Option(..., "--namespace", help="Repo owner (Hugging Face user or org)."),
+    name: str = typer.Option(..., "--name", help="Repo name."),
+    competition: str = COMPETITION,
+    competitions_file: Optional[Path] = COMPETITIONS_FILE,
+    force: bool = typer.Option(False, "--force", help="Publish even if the benchmark says it cannot win."),
+    incumbent: str = typer.Option("chain", "--incumbent", help="'chain', 'none' (skip the benchmark) or a directory."),
+    incumbent_age_blocks: Optional[float] = typer.Option(None, "--incumbent-age-blocks"),
+    documents: int = typer.Option(0, "--documents", help="Benchmark documents (0: the competition's round size)."),
+    device: str = DEVICE,
+    cache_dir: Path = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir"),
+    network: str = NETWORK,
+    netuid: int = NETUID,
+    wallet_name: str = WALLET_NAME,
+    wallet_hotkey: str = WALLET_HOTKEY,
+    wallet_path: str = WALLET_PATH,
+    store: str = STORE,
+    hf_endpoint: Optional[str] = HF_ENDPOINT,
+) -> None:
+    """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure."""
+    from subnet.miner.upload import UploadError, upload_model
+
+    comp = _competition(competition, competitions_file)
+    wallet = _wallet(wallet_name, wallet_hotkey, wallet_path)
+    hotkey = wallet.hotkey.ss58_address
+    chain = _chain(network, netuid, wallet)
+    incumbent_dir = None if incumbent in ("chain", "none") else Path(incumbent)
+    try:
+        ref = upload_model(
+            model_dir, _store(store, hf_endpoint), chain, hotkey, namespace, name, comp, force=force,
+            incumbent_dir=incumbent_dir, incumbent_age_blocks=incumbent_age_blocks,
+            find_incumbent=incumbent == "chain", cache_dir=cache_dir.expanduser(), n_documents=documents,
+            device=device, echo=typer.echo,
+        )
+    except UploadError as e:
+        _fail(str(e))
+    typer.echo(ref.encode())

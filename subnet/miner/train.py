@@ -1,0 +1,436 @@
+"""Train a causal language model for a competition: one loop, read top to bottom.
+
+`train(config)` is the whole story, in order: set up (distributed, tokenizer, model, optimizers,
+data), optionally resume, then step: set the learning rate, accumulate gradients over
+micro-batches, clip, update, log, checkpoint; finally save the model as validators load it.
+Every hyperparameter lives in `TrainConfig` (subnet/miner/config.py). The helpers below the loop
+are small and have one job each.
+
+Multi-GPU: launch with `torchrun --standalone --nproc_per_node N -m subnet.cli miner train ...`. With
+WORLD_SIZE > 1 each process joins the process group (nccl on CUDA, gloo on CPU), wraps the model
+in DistributedDataParallel and reads its own shard of the data stream; rank 0 writes checkpoints
+and the final model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from subnet.competitions import Competition, get_competition
+from subnet.miner.checkpoint import (
+    MODEL_SUBDIR,
+    capture_rng,
+    load_trainer_state,
+    resolve_resume,
+    restore_rng,
+    save_checkpoint,
+    save_model_dir,
+)
+from subnet.miner.config import TrainConfig
+from subnet.miner.data import HeldOut, PackedStream, make_training_source, reference_documents
+from subnet.miner.model_configs import build_model, count_parameters, reference_config
+
+log = logging.getLogger(__name__)
+
+FINAL_MODEL_SUBDIR = "model"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    model_dir: Path | None  # final model (rank 0 only)
+    losses: list[float]  # training loss of every step from step 1 (resumed runs include the earlier steps)
+    start_step: int  # first step this call ran (0 for a fresh run)
+    steps: int
+    tokens_per_s: float
+    n_params: int
+    mfu: float | None = None
+    checkpoints: list[Path] = field(default_factory=list)
+    model: torch.nn.Module | None = None  # the trained model (unwrapped), for callers that go on using it
+
+
+def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], None] = print) -> TrainResult:
+    # ------------------------------------------------------------------ set-up
+    env = setup_distributed(config.device)
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    competition = get_competition(config.competition)
+    from subnet.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(competition.tokenizer)
+    seq_len = config.seq_len or competition.max_seq_len
+    out_dir = Path(config.out_dir)
+    if env.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    resume_from = resolve_resume(config.resume, out_dir) if config.resume else None
+    saved = load_trainer_state(resume_from) if resume_from else None
+    if saved is not None:
+        check_resumable(config, saved, env.world_size)
+
+    seed_everything(config.seed)  # same seed on every rank: identical initial weights
+    model = initial_model(config, competition, tokenizer, env.device, resume_from, chain, store)
+    if seq_len > model.config.max_position_embeddings:
+        raise ValueError(f"seq_len {seq_len} exceeds the model's max_position_embeddings "
+                         f"{model.config.max_position_embeddings}")
+    model.to(env.device).train()
+    n_params = count_parameters(model)
+    optimizers = make_optimizers(model, config, env.device)
+
+    source = make_training_source(competition, config.dataset)
+    held_out = HeldOut.of(reference_documents(source, config.reference_documents or competition.sampling.max_documents))
+    stream = PackedStream(source, tokenizer, seq_len, seed=config.seed, held_out=held_out, rank=env.rank,
+                          world_size=env.world_size, docs_per_chunk=config.docs_per_chunk)
+
+    step, losses = 0, []
+    if saved is not None:
+        step, losses = int(saved["step"]), list(saved["losses"])
+        for opt, state in zip(optimizers, saved["optimizers"], strict=True):
+            opt.load_state_dict(state)
+        mine = saved["ranks"][env.rank]
+        stream.load_state_dict(mine["data"])
+        restore_rng(mine["rng"])
+        if env.is_main:
+            echo(f"resumed from {resume_from} at step {step}")
+    start_step = step
+
+    train_model: torch.nn.Module = model
+    if env.world_size > 1:
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and config.bf16
+                else contextlib.nullcontext())
+
+    tokens_per_step = config.micro_batch_size * seq_len * config.grad_accum * env.world_size
+    peak = config.peak_flops or guess_peak_flops(env.device)
+    if env.is_main:
+        echo(f"training {type(model).__name__} ({n_params:,} parameters) for {competition.id} on "
+             f"{env.device} x{env.world_size}: {config.steps} steps of {tokens_per_step:,} tokens")
+
+    # ------------------------------------------------------------------ the loop
+    pending: list[torch.Tensor] = []  # per-step losses still on the device (read at log time: no sync per step)
+    checkpoints: list[Path] = []
+    timer = Throughput()
+    while step < config.steps:
+        lr_scale = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * lr_scale
+
+        step_loss = torch.zeros((), device=env.device)
+        for micro in range(config.grad_accum):
+            rows = stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
+            last_micro = micro == config.grad_accum - 1
+            no_sync = train_model.no_sync() if env.world_size > 1 and not last_micro else contextlib.nullcontext()
+            with no_sync:
+                with autocast:
+                    loss = next_token_loss(train_model, rows) / config.grad_accum
+                loss.backward()
+            step_loss += loss.detach()
+
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        for opt in optimizers:
+            opt.step()
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        if env.world_size > 1:
+            dist.all_reduce(step_loss)  # SUM (gloo has no AVG); divided below
+            step_loss /= env.world_size
+        pending.append(step_loss)
+        step += 1
+        timer.add(tokens_per_step, first=(step == start_step + 1), device=env.device)
+
+        if step % config.log_every == 0 or step == config.steps:
+            losses.extend(t.item() for t in pending)
+            pending.clear()
+            if not math.isfinite(losses[-1]):
+                raise RuntimeError(f"training loss is {losses[-1]} at step {step}; lower --lr or raise --warmup-steps")
+            if env.is_main:
+                report_progress(echo, out_dir, step, config.steps, losses[-1], lr_scale * config.lr, timer,
+                                n_params, peak)
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+            losses.extend(t.item() for t in pending)
+            pending.clear()
+            path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
+            if path is not None:
+                checkpoints.append(path)
+
+    # ------------------------------------------------------------------ finish
+    losses.extend(t.item() for t in pending)
+    tokens_per_s, mfu = timer.tokens_per_s(), timer.mfu(n_params, peak)  # before the saves below
+    final_ckpt = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
+    if final_ckpt is not None:
+        checkpoints.append(final_ckpt)
+    model_dir = None
+    if env.is_main:
+        model_dir = save_model_dir(model, tokenizer, out_dir / FINAL_MODEL_SUBDIR)
+        warn_if_rejected(model_dir, competition, echo)
+        echo(f"saved {model_dir}")
+    if env.world_size > 1:
+        dist.barrier()
+    return TrainResult(out_dir, model_dir, losses, start_step, step, tokens_per_s, n_params, mfu, checkpoints, model)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def next_token_loss(model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting rows[:, 1:] from rows[:, :-1], computed in float32."""
+    logits = model(input_ids=rows[:, :-1], use_cache=False).logits
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), rows[:, 1:].reshape(-1))
+
+
+def initial_model(config: TrainConfig, competition: Competition, tokenizer, device: torch.device,
+                  resume_from: Path | None, chain, store) -> torch.nn.Module:
+    """Where training starts: a checkpoint, the reference config, a model directory, or the chain's best."""
+    from subnet.hub.loading import load_model
+
+    def load(directory: Path) -> torch.nn.Module:
+        return load_model(directory, competition, device=str(device), dtype=torch.float32).train()
+
+    if resume_from is not None:
+        return load(resume_from / MODEL_SUBDIR)
+    if config.init == "scratch":
+        return build_model(reference_config(competition, tokenizer), competition)
+    if config.init == "chain":
+        from subnet.miner.chain_models import best_model_on_chain
+
+        if chain is None or store is None:
+            raise ValueError("--init chain needs a chain (--network) and a store (--store)")
+        found = best_model_on_chain(chain, store, competition, Path(config.out_dir) / "incumbents")
+        if found is None:
+            raise ValueError(f"no valid {competition.id} model on chain to start from")
+        return load(found.path)
+    directory = Path(config.init)
+    if not directory.is_dir():
+        raise ValueError(f"--init {config.init!r} is not 'scratch', 'chain' or a model directory")
+    return load(directory)
+
+
+def warn_if_rejected(model_dir: Path, competition: Competition, echo: Callable[[str], None]) -> None:
+    from subnet.hub.errors import ModelRejected
+    from subnet.hub.loading import check_model_dir
+
+    try:
+        check_model_dir(model_dir, competition)
+    except ModelRejected as e:
+        echo(f"WARNING: validators would reject {model_dir}: {e}")
+
+
+# ----------------------------------------------------------------------------- optimization
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine decay to min_ratio at the last step. A pure function of step,
+    so the schedule's whole state is the step number stored in the checkpoint."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def split_parameters(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
+    """'matrices': 2-D weights inside the network (weight decay; Muon when chosen);
+    'head': 2-D weights of an untied output head (weight decay, never Muon);
+    'no_decay': embeddings, norms, biases (no weight decay)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    head_ids = {id(head.weight)} if head is not None else set()
+    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {"matrices": [], "head": [], "no_decay": []}
+    for name, p in model.named_parameters():  # tied parameters appear once
+        if not p.requires_grad:
+            continue
+        if p.dim() < 2 or id(p) in embeddings:
+            groups["no_decay"].append((name, p))
+        elif id(p) in head_ids:
+            groups["head"].append((name, p))
+        else:
+            groups["matrices"].append((name, p))
+    return groups
+
+
+def make_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+    """AdamW for everything, or Muon for the hidden matrices plus AdamW for the rest.
+
+    Each param group carries `base_lr`; the loop scales it by the schedule every step.
+    """
+    groups = split_parameters(model)
+    params = lambda key: [p for _, p in groups[key]]  # noqa: E731
+    adam_groups = [
+        {"params": params("head"), "weight_decay": config.weight_decay, "base_lr": config.lr},
+        {"params": params("no_decay"), "weight_decay": 0.0, "base_lr": config.lr},
+    ]
+    optimizers: list[torch.optim.Optimizer] = []
+    if config.optimizer == "muon":
+        if not hasattr(torch.optim, "Muon"):
+            raise ValueError(f"--optimizer muon needs torch.optim.Muon (torch >= 2.9); this is torch {torch.__version__}")
+        muon = torch.optim.Muon(
+            [{"params": params("matrices"), "base_lr": config.muon_lr}], lr=config.muon_lr,
+            weight_decay=config.weight_decay, momentum=config.muon_momentum, adjust_lr_fn="match_rms_adamw",
+        )
+        optimizers.append(muon)
+    else:
+        adam_groups.insert(0, {"params": params("matrices"), "weight_decay": config.weight_decay, "base_lr": config.lr})
+    adam_groups = [g for g in adam_groups if g["params"]]
+    optimizers.insert(0, torch.optim.AdamW(adam_groups, lr=config.lr, betas=(config.beta1, config.beta2),
+                                           eps=config.adam_eps, **fused_kwargs(device)))
+    return optimizers
+
+
+def fused_kwargs(device: torch.device) -> dict:
+    """Fused AdamW runs on CUDA and (torch >= 2.4) CPU; fall back to foreach elsewhere."""
+    if device.type in ("cuda", "cpu"):
+        return {"fused": True}
+    return {"foreach": True}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def check_resumable(config: TrainConfig, saved: dict, world_size: int) -> None:
+    changed = config.changes_breaking_resume(saved["config"])
+    if changed:
+        raise ValueError(f"cannot resume exactly: the config changed in {changed}; "
+                         "start a new run (--init the checkpoint's model/ directory) instead")
+    if len(saved["ranks"]) != world_size:
+        raise ValueError(f"checkpoint was written by {len(saved['ranks'])} process(es), this run has {world_size}")
+
+
+def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: PackedStream, losses: list[float],
+               config: TrainConfig, env: "Distributed") -> Path | None:
+    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0."""
+    mine = {"rng": capture_rng(), "data": stream.state_dict()}
+    ranks = [mine]
+    if env.world_size > 1:
+        # Tensors inside all_gather_object do not survive the trip (torch pickles their storages
+        # untyped), so each rank sends its state as torch.save bytes.
+        buffer = io.BytesIO()
+        torch.save(mine, buffer)
+        gathered: list = [None] * env.world_size
+        dist.all_gather_object(gathered, buffer.getvalue())
+        ranks = [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
+    path = None
+    if env.is_main:
+        state = {
+            "step": step, "losses": list(losses), "config": config.to_dict(),
+            "optimizers": [opt.state_dict() for opt in optimizers], "ranks": ranks,
+        }
+        path = save_checkpoint(out_dir, step, model, tokenizer, state, keep=config.keep_checkpoints)
+    if env.world_size > 1:
+        dist.barrier()
+    return path
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_pref: str = "auto") -> Distributed:
+    """One process, or one of WORLD_SIZE started by torchrun (env:// rendezvous)."""
+    if device_pref == "auto":
+        device_pref = "cuda" if torch.cuda.is_available() else "cpu"
+    want_cuda = device_pref.startswith("cuda")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(0, 1, torch.device(device_pref))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if want_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
+    return Distributed(rank, world, device)
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+# Dense bf16 peak FLOP/s by GPU name fragment, for model FLOP utilisation (MFU).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
+                   "L4": 121e12, "4090": 165e12, "3090": 71e12}
+
+
+def guess_peak_flops(device: torch.device) -> float:
+    if device.type != "cuda":
+        return 0.0
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), 0.0)
+
+
+class Throughput:
+    """Tokens per second since the end of the first step this run took (which includes warm-up/compile)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.tokens = 0
+
+    def add(self, tokens: int, *, first: bool, device: torch.device) -> None:
+        if first:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.start = time.perf_counter()
+            return
+        self.tokens += tokens
+
+    def tokens_per_s(self) -> float:
+        if self.start is None or self.tokens == 0:
+            return 0.0
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+    def mfu(self, n_params: int, peak_flops: float) -> float | None:
+        if not peak_flops:
+            return None
+        return 6 * n_params * self.tokens_per_s() / peak_flops
+
+
+def report_progress(echo, out_dir: Path, step: int, steps: int, loss: float, lr: float, timer: Throughput,
+                    n_params: int, peak: float) -> None:
+    tps = timer.tokens_per_s()
+    mfu = timer.mfu(n_params, peak)
+    line = f"step {step:>6}/{steps}  loss {loss:.4f}  lr {lr:.2e}  {tps:>10,.0f} tok/s"
+    if mfu is not None:
+        line += f"  mfu {mfu:.1%}"
+    echo(line)
+    record = {"step": step, "loss": loss, "lr": lr, "tokens_per_s": tps, "mfu": mfu, "time": time.time()}
+    with open(out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
