@@ -23,23 +23,25 @@ _GROUPS = [
 _COMMAND_MODULES = ["subnet.devnet", "subnet.scores"]
 
 
+def _optional_module(name: str):
+    """Import an area's CLI module; an area not installed simply has no commands."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        return None
+
+
 def _wire() -> None:
     for module_name, attr, name in _GROUPS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue
-        app.add_typer(getattr(module, attr), name=name)
+        module = _optional_module(module_name)
+        if module is not None:
+            app.add_typer(getattr(module, attr), name=name)
     for module_name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue
-        module.register(app)
+        module = _optional_module(module_name)
+        if module is not None:
+            module.register(app)
 
 
 _wire()

@@ -70,7 +70,7 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
             chain.register(hotkey, wallet.coldkeypub.ss58_address)
             model_dir = _train_miner(root / "runs" / f"miner-{i}", steps, seed=i, console=console)
             model_dirs.append(model_dir)
-            ref = _publish(model_dir, store, chain_path, wallet, f"miner{i}", competition)
+            ref = _publish(model_dir, store, chain_path, wallet, f"miner{i}", competition, console)
             roles[hotkey] = f"trained:{steps}"
             best_hotkey = hotkey  # the last miner trains longest
             console.print(f"  miner {i} trained {steps} steps and committed {ref.short()}")
@@ -82,7 +82,7 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
         chain.register(copycat.hotkey.ss58_address, copycat.coldkeypub.ss58_address)
         stolen = root / "runs" / "copycat"
         shutil.copytree(model_dirs[best], stolen, ignore=shutil.ignore_patterns(".*"))
-        ref = _publish(stolen, store, chain_path, copycat, "totally-original", competition)
+        ref = _publish(stolen, store, chain_path, copycat, "totally-original", competition, console)
         roles[copycat.hotkey.ss58_address] = f"copycat:{chain.metagraph().uid_of(best_hotkey)}"
         console.print(f"  copy-cat re-uploaded miner {best}'s weights as {ref.short()}")
 
@@ -106,14 +106,16 @@ def _train_miner(out_dir: Path, steps: int, seed: int, console: Console) -> Path
     return result.model_dir
 
 
-def _publish(model_dir: Path, store, chain_path: Path, wallet, name: str, competition):
+def _publish(model_dir: Path, store, chain_path: Path, wallet, name: str, competition, console: Console):
     from subnet.chain.local import LocalChain
     from subnet.miner.upload import upload_model
 
     with LocalChain(chain_path, netuid=NETUID, wallet=wallet) as chain:
         hotkey = wallet.hotkey.ss58_address
+        # Progress goes to the console, so `--json` leaves stdout with the JSON object only.
         return upload_model(model_dir, store, chain, hotkey, namespace=f"devnet-{hotkey[:6].lower()}", name=name,
-                            competition=competition, force=True)
+                            competition=competition, force=True,
+                            echo=lambda line: console.print(f"    {line}", style="dim", markup=False))
 
 
 def _run_validator(root: Path, plan: DevnetPlan, console: Console):

@@ -26,13 +26,17 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
 ) -> None:
     """Run the validator's loading checks on PATH and score it on a small sample."""
-    from subnet.competitions import get_competition, load_competitions
+    from subnet.competitions import CompetitionError, get_competition, load_competitions
     from subnet.hub.errors import ModelRejected
     from subnet.hub.loading import check_model_dir, load_model
 
     console = Console(stderr=as_json)
-    table = load_competitions(competitions_file) if competitions_file else None
-    comp = get_competition(competition, table)
+    try:
+        table = load_competitions(competitions_file) if competitions_file else None
+        comp = get_competition(competition, table)
+    except CompetitionError as e:  # a usage error: say which competition, not a traceback
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2)
     result: dict = {"path": str(path), "competition": comp.id}
     try:
         info = check_model_dir(path, comp)
@@ -49,10 +53,11 @@ def check(
 
 
 def _score_sample(model, comp, n_documents: int, device: str) -> dict:
-    from subnet.data.sampling import build_round, tokenize_documents
+    from subnet.data.sampling import tokenize_documents
     from subnet.data.sources import make_source
     from subnet.data.tokenizer import load_tokenizer
     from subnet.eval.engine import compute_losses
+    from subnet.eval.types import STATUS_FAILED
     from subnet.scoring.stats import mean_interval
 
     source = make_source(comp)
@@ -66,7 +71,7 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
         "mean_loss": interval.mean,
         "ci_low": interval.low,
         "ci_high": interval.high,
-        "failed_documents": int((losses.status == 2).sum()),
+        "failed_documents": int((losses.status == STATUS_FAILED).sum()),
     }
 
 

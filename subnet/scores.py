@@ -110,7 +110,9 @@ def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> 
                 if model is None or (competition and model.competition != competition):
                     continue
                 label = f"uid {model.uid} {model.hotkey[:6]}"
-                series.setdefault(label, []).append((rnd.block, res.mean_loss, res.ci_low, res.ci_high))
+                low = res.ci_low if res.ci_low is not None and math.isfinite(res.ci_low) else res.mean_loss
+                high = res.ci_high if res.ci_high is not None and math.isfinite(res.ci_high) else res.mean_loss
+                series.setdefault(label, []).append((rnd.block, res.mean_loss, low, high))
     finally:
         state.close()
     if not series:
@@ -143,11 +145,12 @@ def register(app: typer.Typer) -> None:
         if (state is None) == (url is None):
             console.print("[red]give exactly one of --state DIR or --url URL[/red]")
             raise typer.Exit(2)
+        if plot is not None and state is None:  # refuse before contacting anything
+            console.print("[red]--plot needs --state (the round history lives in the state)[/red]")
+            raise typer.Exit(2)
         try:
             rows = rows_from_state(state, competition) if state is not None else rows_from_api(url, competition)
             if plot is not None:
-                if state is None:
-                    raise ScoresUnavailable("--plot needs --state (the round history lives in the state)")
                 plot_history(state, plot, competition)
                 console.print(f"wrote {plot}")
         except ScoresUnavailable as e:

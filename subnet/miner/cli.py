@@ -53,19 +53,12 @@ def _chain(network: str, netuid: int, wallet=None):
 
 
 def _store(spec: str, hf_endpoint: Optional[str]):
-    if spec.startswith("local:"):
-        from subnet.hub.local import LocalStore
+    from subnet.hub.factory import make_store
 
-        if not spec[len("local:"):]:
-            raise typer.BadParameter("local store needs a directory: --store local:DIR")
-        return LocalStore(Path(spec[len("local:"):]).expanduser())
-    if spec == "hf":
-        import os
-
-        from subnet.hub.huggingface import HuggingFaceStore
-
-        return HuggingFaceStore(token=os.environ.get("HF_TOKEN"), endpoint=hf_endpoint)
-    raise typer.BadParameter(f"--store must be 'hf' or 'local:DIR', got {spec!r}")
+    try:
+        return make_store(spec, hf_endpoint)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _fail(message: str) -> None:

@@ -47,13 +47,9 @@ def resolve_competitions(config: ValidatorConfig) -> tuple[dict[str, Competition
 
 
 def make_store(config: ValidatorConfig):
-    if config.store.startswith("local:"):
-        from subnet.hub.local import LocalStore
+    from subnet.hub.factory import make_store as store_from_spec
 
-        return LocalStore(Path(config.store[len("local:"):]).expanduser())
-    from subnet.hub.huggingface import HuggingFaceStore
-
-    return HuggingFaceStore(endpoint=config.hf_endpoint)
+    return store_from_spec(config.store, config.hf_endpoint)
 
 
 def make_wallet(config: ValidatorConfig):
