@@ -215,6 +215,46 @@ def test_muon_trains(tmp_path, one_thread):
     assert np.mean(result.losses[-5:]) < np.mean(result.losses[:5]) - 1.0
 
 
+# ----------------------------------------------------------------------------- progress display
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_auto_progress_draws_a_bar_only_on_a_terminal_and_only_when_no_echo_was_passed():
+    from subnet.miner.progress import wants_bar
+
+    assert wants_bar("auto", caller_echo=False, stream=_Stream(tty=True))
+    assert not wants_bar("auto", caller_echo=False, stream=_Stream(tty=False))  # CI logs, pipes
+    assert not wants_bar("auto", caller_echo=True, stream=_Stream(tty=True))  # devnet, tests, scripts
+    assert wants_bar("bar", caller_echo=True, stream=_Stream(tty=False))
+    assert not wants_bar("lines", caller_echo=False, stream=_Stream(tty=True))
+    with pytest.raises(ValueError, match="progress"):
+        TrainConfig(progress="fancy")
+
+
+def test_progress_bar_mode_trains_the_same_as_log_lines_and_writes_the_same_metrics(tmp_path, one_thread, capsys):
+    common = dict(competition="tiny", steps=6, seq_len=32, micro_batch_size=2, warmup_steps=2, log_every=3,
+                  reference_documents=20, docs_per_chunk=20, deterministic=True, device="cpu", peak_flops=1e12)
+    runs = {}
+    for mode in ("lines", "bar"):
+        echoed: list[str] = []
+        result = train(TrainConfig(out_dir=str(tmp_path / mode), progress=mode, **common), echo=echoed.append)
+        metrics = [json.loads(x) for x in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
+        runs[mode] = result, echoed, metrics, capsys.readouterr().err
+    (lines_result, lines_echo, lines_metrics, _), (bar_result, bar_echo, bar_metrics, bar_err) = runs.values()
+    assert bar_result.losses == lines_result.losses and len(bar_result.losses) == 6
+    assert [m["loss"] for m in bar_metrics] == [m["loss"] for m in lines_metrics] == bar_result.losses[2::3]
+    assert sum(x.startswith("step ") for x in lines_echo) == 2
+    assert not any(x.startswith("step ") for x in bar_echo)  # the bar replaces the lines...
+    assert "6/6" in bar_err and f"loss {bar_result.losses[-1]:.4f}" in bar_err and "mfu" in bar_err  # ...on stderr
+
+
 # ----------------------------------------------------------------------------- DDP
 
 

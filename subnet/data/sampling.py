@@ -64,8 +64,11 @@ def documents_digest(documents: Sequence[Document]) -> str:
     return h.hexdigest()
 
 
-def _encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Batch-encode without special tokens, through the Rust backend when there is one (fast, no warnings)."""
+def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Batch-encode without special tokens, through the Rust backend when there is one (fast, no warnings).
+
+    Public so the miner's training data is encoded exactly as validators encode documents.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         return [enc.ids for enc in backend.encode_batch_fast(texts, add_special_tokens=False)]
@@ -81,7 +84,7 @@ def tokenize_documents(documents: Sequence[Document], tokenizer, max_seq_len: in
     if eos is None:
         raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no eos_token_id")
     texts = [doc.text for doc in documents]
-    encoded = _encode_texts(tokenizer, texts) if texts else []
+    encoded = encode_texts(tokenizer, texts) if texts else []
     limit = max_seq_len + 1
     tokens: list[np.ndarray] = []
     truncated = np.zeros(len(texts), dtype=bool)

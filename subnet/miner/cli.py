@@ -117,6 +117,8 @@ def train(
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Steps between checkpoints (0: end only)."),
     resume: str = typer.Option("", "--resume", help="'latest' or a checkpoint directory."),
     log_every: int = typer.Option(10, "--log-every"),
+    progress: str = typer.Option("auto", "--progress",
+                                 help="bar | lines | auto (a bar when stderr is a terminal, else log lines)."),
     overrides: list[str] = typer.Option([], "--set", help="Any TrainConfig field: --set weight_decay=0.05"),
     network: str = NETWORK,
     netuid: int = NETUID,
@@ -132,7 +134,7 @@ def train(
             competition=competition, init=init, out_dir=out_dir, steps=steps, micro_batch_size=micro_batch_size,
             grad_accum=grad_accum, seq_len=seq_len, lr=lr, warmup_steps=warmup_steps, optimizer=optimizer,
             dataset=dataset, seed=seed, device=device, compile=compile_model, checkpoint_every=checkpoint_every,
-            resume=resume, log_every=log_every,
+            resume=resume, log_every=log_every, progress=progress,
         )
         config = dataclasses.replace(config, **parse_overrides(overrides))
     except ValueError as e:
@@ -259,3 +261,7 @@ def upload(
     except UploadError as e:
         _fail(str(e))
     typer.echo(ref.encode())
+
+
+if __name__ == "__main__":
+    app()

@@ -12,7 +12,8 @@ from typing import Any, Mapping
 
 # Fields a resumed run may change without breaking exact reproduction of the loss curve.
 RESUMABLE_CHANGES = frozenset(
-    {"out_dir", "resume", "log_every", "checkpoint_every", "keep_checkpoints", "compile", "device", "peak_flops"}
+    {"out_dir", "resume", "log_every", "checkpoint_every", "keep_checkpoints", "compile", "device", "peak_flops",
+     "progress"}
 )
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # newest N step checkpoints kept; 0 keeps all
     resume: str = ""  # "" = fresh run; "latest" = newest checkpoint in out_dir; or a checkpoint directory
     peak_flops: float = 0.0  # accelerator peak FLOP/s for MFU; 0 = guess from the GPU name
+    progress: str = "auto"  # "bar" (live bar) | "lines" (a log line every log_every steps) | "auto" (see train.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,6 +83,8 @@ class TrainConfig:
             fail("weight_decay" if self.weight_decay < 0 else "grad_clip", "must not be negative")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             fail("beta1/beta2", f"must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.progress not in ("auto", "bar", "lines"):
+            fail("progress", f"must be 'auto', 'bar' or 'lines', got {self.progress!r}")
         if not self.init:
             fail("init", "must be 'scratch', 'chain' or a model directory")
 

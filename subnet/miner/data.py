@@ -178,9 +178,9 @@ class PackedStream:
 
 def tokenize_for_training(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
     """Each text's ids followed by EOS, as the validator tokenizes (no BOS), but never truncated."""
-    from subnet.data.sampling import _encode_texts  # the validator's encoding: one convention, one place
+    from subnet.data.sampling import encode_texts  # the validator's encoding: one convention, one place
 
     if not texts:
         return []
     eos = tokenizer.eos_token_id
-    return [np.asarray(list(ids) + [eos], dtype=np.int64) for ids in _encode_texts(tokenizer, list(texts))]
+    return [np.asarray(list(ids) + [eos], dtype=np.int64) for ids in encode_texts(tokenizer, list(texts))]

@@ -2,7 +2,8 @@
 
 `train(config)` is the whole story, in order: set up (distributed, tokenizer, model, optimizers,
 data), optionally resume, then step: set the learning rate, accumulate gradients over
-micro-batches, clip, update, log, checkpoint; finally save the model as validators load it.
+micro-batches, clip, update, report progress (a bar on a terminal, log lines elsewhere: see
+subnet/miner/progress.py), checkpoint; finally save the model as validators load it.
 Every hyperparameter lives in `TrainConfig` (subnet/miner/config.py). The helpers below the loop
 are small and have one job each.
 
@@ -44,6 +45,7 @@ from subnet.miner.checkpoint import (
 from subnet.miner.config import TrainConfig
 from subnet.miner.data import HeldOut, PackedStream, make_training_source, reference_documents
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
+from subnet.miner.progress import TrainProgress, wants_bar
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +67,12 @@ class TrainResult:
     model: torch.nn.Module | None = None  # the trained model (unwrapped), for callers that go on using it
 
 
-def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], None] = print) -> TrainResult:
+def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], None] | None = None) -> TrainResult:
+    """Messages go to `echo` (default: print). Passing one also keeps progress as log lines under
+    config.progress="auto"; otherwise a terminal gets a progress bar (subnet.miner.progress)."""
     # ------------------------------------------------------------------ set-up
+    show_bar = wants_bar(config.progress, caller_echo=echo is not None)
+    echo = print if echo is None else echo
     env = setup_distributed(config.device)
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -130,50 +136,53 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     pending: list[torch.Tensor] = []  # per-step losses still on the device (read at log time: no sync per step)
     checkpoints: list[Path] = []
     timer = Throughput()
-    while step < config.steps:
-        lr_scale = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
-        for opt in optimizers:
-            for group in opt.param_groups:
-                group["lr"] = group["base_lr"] * lr_scale
+    with TrainProgress(bar=show_bar and env.is_main, total=config.steps, done=step, echo=echo) as progress:
+        while step < config.steps:
+            lr_scale = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
+            for opt in optimizers:
+                for group in opt.param_groups:
+                    group["lr"] = group["base_lr"] * lr_scale
 
-        step_loss = torch.zeros((), device=env.device)
-        for micro in range(config.grad_accum):
-            rows = stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
-            last_micro = micro == config.grad_accum - 1
-            no_sync = train_model.no_sync() if env.world_size > 1 and not last_micro else contextlib.nullcontext()
-            with no_sync:
-                with autocast:
-                    loss = next_token_loss(train_model, rows) / config.grad_accum
-                loss.backward()
-            step_loss += loss.detach()
+            step_loss = torch.zeros((), device=env.device)
+            for micro in range(config.grad_accum):
+                rows = stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
+                last_micro = micro == config.grad_accum - 1
+                no_sync = train_model.no_sync() if env.world_size > 1 and not last_micro else contextlib.nullcontext()
+                with no_sync:
+                    with autocast:
+                        loss = next_token_loss(train_model, rows) / config.grad_accum
+                    loss.backward()
+                step_loss += loss.detach()
 
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        for opt in optimizers:
-            opt.step()
-        for opt in optimizers:
-            opt.zero_grad(set_to_none=True)
-        if env.world_size > 1:
-            dist.all_reduce(step_loss)  # SUM (gloo has no AVG); divided below
-            step_loss /= env.world_size
-        pending.append(step_loss)
-        step += 1
-        timer.add(tokens_per_step, first=(step == start_step + 1), device=env.device)
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            for opt in optimizers:
+                opt.step()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            if env.world_size > 1:
+                dist.all_reduce(step_loss)  # SUM (gloo has no AVG); divided below
+                step_loss /= env.world_size
+            pending.append(step_loss)
+            step += 1
+            timer.add(tokens_per_step, first=(step == start_step + 1), device=env.device)
+            progress.advance()
 
-        if step % config.log_every == 0 or step == config.steps:
-            losses.extend(t.item() for t in pending)
-            pending.clear()
-            if not math.isfinite(losses[-1]):
-                raise RuntimeError(f"training loss is {losses[-1]} at step {step}; lower --lr or raise --warmup-steps")
-            if env.is_main:
-                report_progress(echo, out_dir, step, config.steps, losses[-1], lr_scale * config.lr, timer,
-                                n_params, peak)
-        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-            losses.extend(t.item() for t in pending)
-            pending.clear()
-            path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
-            if path is not None:
-                checkpoints.append(path)
+            if step % config.log_every == 0 or step == config.steps:
+                losses.extend(t.item() for t in pending)
+                pending.clear()
+                if not math.isfinite(losses[-1]):
+                    raise RuntimeError(f"training loss is {losses[-1]} at step {step}; "
+                                       "lower --lr or raise --warmup-steps")
+                if env.is_main:
+                    report_progress(progress, out_dir, step, config.steps, losses[-1], lr_scale * config.lr, timer,
+                                    n_params, peak)
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
+                losses.extend(t.item() for t in pending)
+                pending.clear()
+                path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
+                if path is not None:
+                    checkpoints.append(path)
 
     # ------------------------------------------------------------------ finish
     losses.extend(t.item() for t in pending)
@@ -423,14 +432,12 @@ class Throughput:
         return 6 * n_params * self.tokens_per_s() / peak_flops
 
 
-def report_progress(echo, out_dir: Path, step: int, steps: int, loss: float, lr: float, timer: Throughput,
-                    n_params: int, peak: float) -> None:
+def report_progress(progress: TrainProgress, out_dir: Path, step: int, steps: int, loss: float, lr: float,
+                    timer: Throughput, n_params: int, peak: float) -> None:
+    """Show the step's numbers (bar or log line) and append them to metrics.jsonl either way."""
     tps = timer.tokens_per_s()
     mfu = timer.mfu(n_params, peak)
-    line = f"step {step:>6}/{steps}  loss {loss:.4f}  lr {lr:.2e}  {tps:>10,.0f} tok/s"
-    if mfu is not None:
-        line += f"  mfu {mfu:.1%}"
-    echo(line)
+    progress.show(step, steps, loss, lr, tps, mfu)
     record = {"step": step, "loss": loss, "lr": lr, "tokens_per_s": tps, "mfu": mfu, "time": time.time()}
     with open(out_dir / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
