@@ -27,7 +27,7 @@ class ScoresUnavailable(RuntimeError):
     """The scores could not be read; the message says from where and why."""
 
 
-def rows_from_state(state_dir: Path, competition: str | None = None) -> list[dict]:
+def rows_from_state(state_dir: Path, competition: str | None = None, deregistered: bool = False) -> list[dict]:
     from subnet.validator.scores import scores_table
     from subnet.validator.state import ValidatorState
 
@@ -40,17 +40,21 @@ def rows_from_state(state_dir: Path, competition: str | None = None) -> list[dic
     except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
         raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
     try:
-        return scores_table(state, competition)
+        return scores_table(state, competition, include_deregistered=deregistered)
     finally:
         state.close()
 
 
-def rows_from_api(url: str, competition: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+def rows_from_api(url: str, competition: str | None = None, deregistered: bool = False,
+                  timeout_s: float = 10.0) -> list[dict]:
     import urllib.error
     import urllib.parse
     import urllib.request
 
-    query = f"?competition={urllib.parse.quote(competition)}" if competition else ""
+    params = {"competition": competition} if competition else {}
+    if deregistered:
+        params["deregistered"] = "1"
+    query = "?" + urllib.parse.urlencode(params) if params else ""
     target = url.rstrip("/") + "/scores" + query
     try:
         with urllib.request.urlopen(target, timeout=timeout_s) as response:
@@ -139,6 +143,7 @@ def register(app: typer.Typer) -> None:
         competition: str = typer.Option(None, "--competition", "-c"),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
         plot: Path = typer.Option(None, "--plot", help="Draw each model's loss over rounds to this PNG."),
+        deregistered: bool = typer.Option(False, "--deregistered", help="Also list hotkeys that left the subnet."),
     ) -> None:
         """Show a validator's scores: one row per model, sorted by weight."""
         console = wide_console(stderr=as_json)
@@ -149,7 +154,8 @@ def register(app: typer.Typer) -> None:
             console.print("[red]--plot needs --state (the round history lives in the state)[/red]")
             raise typer.Exit(2)
         try:
-            rows = rows_from_state(state, competition) if state is not None else rows_from_api(url, competition)
+            rows = (rows_from_state(state, competition, deregistered) if state is not None
+                    else rows_from_api(url, competition, deregistered))
             if plot is not None:
                 plot_history(state, plot, competition)
                 console.print(f"wrote {plot}")

@@ -129,7 +129,8 @@ def test_register_is_idempotent_and_updates_the_neuron(tmp_path):
 
 def test_weights_are_normalised_and_kept_in_history(tmp_path):
     chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5V"), block_time=1000.0)
-    for h in ("5V", "5M1", "5M2"):
+    chain.register("5V", validator_permit=True)
+    for h in ("5M1", "5M2"):
         chain.register(h)
     chain.set_weights_rate_limit(5)
     assert chain.set_weights([1, 2], [1.0, 3.0], 1).success
@@ -142,6 +143,37 @@ def test_weights_are_normalised_and_kept_in_history(tmp_path):
     assert history[1].block - history[0].block == 5
     result = chain.set_weights([7], [1.0], 1)  # uid 7 does not exist
     assert (result.success, result.code) == (False, "invalid_weights")
+
+
+def test_weights_need_a_validator_permit(tmp_path):
+    chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5V"), block_time=1000.0)
+    uid = chain.register("5V", stake=10.0)
+    refused = chain.set_weights([uid], [1.0], 1)
+    assert (refused.success, refused.code) == (False, "no_permit")
+    assert "validator permit" in refused.message and chain.weight_history() == []
+    assert chain.metagraph().neurons[uid].last_update == 0  # a refusal changes nothing
+    chain.register("5V", stake=10.0, validator_permit=True)  # permit granted
+    assert chain.set_weights([uid], [1.0], 1).success
+
+
+def test_deregister_frees_the_uid_for_the_next_registration(tmp_path):
+    chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5A"), block_time=1000.0)
+    assert [chain.register(h) for h in ("5A", "5B", "5C")] == [0, 1, 2]
+    chain.commit("a's model")
+    assert chain.deregister("5A") == 0
+    graph = chain.metagraph()
+    assert graph.hotkeys == ["5B", "5C"] and graph.uid_of("5A") is None
+    assert chain.commitments() == []  # a deregistered hotkey's commitment is no longer listed
+    with pytest.raises(ChainError) as e:
+        chain.commit("again")
+    assert e.value.code == "not_registered"
+    with pytest.raises(ChainError) as e:
+        chain.deregister("5A")
+    assert e.value.code == "not_registered"
+    assert chain.register("5New") == 0  # the freed uid is reused by another hotkey
+    assert chain.register("5D") == 3
+    assert chain.register("5A") == 4  # coming back is a new registration, at a new uid
+    assert [c.data for c in chain.commitments()] == ["a's model"]  # stored by hotkey, as on chain
 
 
 def test_real_wallet_signs_on_the_local_chain(tmp_path):

@@ -195,3 +195,18 @@ def test_plot_copes_with_a_result_without_an_interval(tmp_path):
     result = scores("--state", str(tmp_path), "--plot", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def test_departed_hotkeys_are_hidden_unless_asked_for(state_dir):
+    """A hotkey missing from the latest round's metagraph leaves the table; --deregistered shows it."""
+    s = ValidatorState(state_dir / "state.sqlite")
+    good = s.upsert_commitment("hk-good", 1, _ref("good"), 100, "tiny")
+    rid = s.start_round(1020, "0xseed1020")
+    s.complete_scoring(rid, [], [], {"tiny": {"hk-good": 1.0}}, [good.id], registered={"hk-good": 1, "hk-bad": 3})
+    s.finish_round(rid, st.ROUND_DONE)
+    s.close()
+
+    shown = {r["hotkey"] for r in json_rows(scores("--state", str(state_dir), "--json"))}
+    assert shown == {"hk-good", "hk-bad"}
+    everyone = {r["hotkey"]: r for r in json_rows(scores("--state", str(state_dir), "--json", "--deregistered"))}
+    assert everyone["hk-copy"]["status"] == "deregistered" and everyone["hk-copy"]["weight"] == 0

@@ -125,3 +125,38 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     finally:
         first.stop()
         s.close()
+
+
+def test_scores_leave_out_deregistered_hotkeys_unless_asked(populated):
+    pytest.importorskip("subnet.scoring.advantage")
+    # A later round saw hk-bad gone from the metagraph (and hk-good at uid 1, hk-copy at 2, hk-junk at 4).
+    rid = populated.start_round(1200, "0xseed2")
+    populated.complete_scoring(rid, [], [], {"tiny": {"hk-good": 1.0}}, [],
+                               registered={"hk-good": 1, "hk-copy": 2, "hk-junk": 4})
+    populated.finish_round(rid, st.ROUND_DONE)
+    rid = populated.start_round(1300, "0xseed3")
+    populated.complete_scoring(rid, [], [], {"tiny": {"hk-good": 1.0}}, [],
+                               registered={"hk-good": 1, "hk-junk": 4})  # hk-copy leaves too
+    populated.finish_round(rid, st.ROUND_DONE)
+    server = StatusServer(build_app(populated, ValidatorMetrics(), current_block=lambda: 1300), "127.0.0.1", 0)
+    port = server.start()
+
+    async def scenario():
+        base = f"http://127.0.0.1:{port}/scores?competition=tiny"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.get(base) as r:
+                assert [row["hotkey"] for row in (await r.json())["scores"]] == ["hk-good"]
+            async with http.get(base + "&deregistered=1") as r:
+                rows = {row["hotkey"]: row for row in (await r.json())["scores"]}
+        assert set(rows) == {"hk-good", "hk-copy", "hk-bad"}
+        copy = rows["hk-copy"]
+        assert (copy["status"], copy["uid"], copy["weight"]) == ("deregistered", None, 0.0)
+        assert copy["reason"] == "last seen registered at block 1200, as uid 2"
+        assert copy["mean_loss"] == 2.5  # its last result stays on record
+        # hk-bad left before registrations were recorded: still reported, without a last uid.
+        assert rows["hk-bad"]["status"] == "deregistered" and rows["hk-bad"]["uid"] is None
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()

@@ -301,7 +301,7 @@ class BittensorChain:
 
 
 # Runtime error names whose SDK code says less than ours does.
-_NAME_CODES = {"AccountNotAllowedCommit": "not_registered"}
+_NAME_CODES = {"AccountNotAllowedCommit": "not_registered", "NeuronNoValidatorPermit": "no_permit"}
 
 
 def _code_of(error: Any) -> str:

@@ -6,7 +6,8 @@ they follow the wall clock from a genesis timestamp stored in the file,
 `block = floor((now - genesis) / block_time) + offset`, so every process agrees on the current
 block without talking to the others. The rules the validator and miner depend on mirror the real
 chain: commitments keep the block they were made in, weights and commitments are rate limited per
-hotkey in blocks, and only registered hotkeys may do either.
+hotkey in blocks, only registered hotkeys may do either, and only those with a validator permit
+may set weights.
 """
 
 from __future__ import annotations
@@ -216,10 +217,14 @@ class LocalChain:
         with self._write() as db:
             meta = self._meta(db)
             block = self._block_from(meta)
-            row = db.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
+            row = db.execute("SELECT uid, validator_permit FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
             if row is None:
                 return WeightsResult(False, f"hotkey {hotkey} is not registered on netuid {self.netuid}",
                                      "not_registered", block)
+            if not row[1]:
+                # As on the real chain: only neurons holding a validator permit may set weights.
+                return WeightsResult(False, f"hotkey {hotkey} (uid {row[0]}) has no validator permit on netuid "
+                                     f"{self.netuid}", "no_permit", block)
             known = {uid for (uid,) in db.execute("SELECT uid FROM neurons")}
             unknown = sorted(set(normalised) - known)
             if unknown:
@@ -260,8 +265,9 @@ class LocalChain:
 
     def register(self, hotkey_ss58: str, coldkey_ss58: str = "", stake: float = 0.0,
                  validator_permit: bool = False) -> int:
-        """Give a hotkey a uid (the next free one). Idempotent: a registered hotkey keeps its uid,
-        and its coldkey, stake and permit are updated to the values given."""
+        """Give a hotkey a uid (the lowest free one, so a uid freed by `deregister` is reused, as on the
+        real chain). Idempotent: a registered hotkey keeps its uid, and its coldkey, stake and permit
+        are updated to the values given. Only a neuron with `validator_permit` may set weights."""
         if not hotkey_ss58:
             raise ValueError("hotkey_ss58 must not be empty")
         with self._write() as db:
@@ -270,12 +276,31 @@ class LocalChain:
                 db.execute("UPDATE neurons SET coldkey = ?, stake = ?, validator_permit = ? WHERE uid = ?",
                            (coldkey_ss58, float(stake), int(bool(validator_permit)), row[0]))
                 return int(row[0])
-            (uid,) = db.execute("SELECT COALESCE(MAX(uid) + 1, 0) FROM neurons").fetchone()
+            (uid,) = db.execute(
+                "SELECT MIN(u) FROM (SELECT 0 AS u UNION SELECT uid + 1 FROM neurons) "
+                "WHERE u NOT IN (SELECT uid FROM neurons)"
+            ).fetchone()
             db.execute(
                 "INSERT INTO neurons (uid, hotkey, coldkey, stake, validator_permit) VALUES (?, ?, ?, ?, ?)",
                 (uid, hotkey_ss58, coldkey_ss58, float(stake), int(bool(validator_permit))),
             )
             return int(uid)
+
+    def deregister(self, hotkey_ss58: str) -> int:
+        """Remove a hotkey from the subnet and free its uid; returns that uid.
+
+        The real chain never leaves a uid empty: a new registration replaces the hotkey with the
+        lowest pruning score. Here the uid stays free until the next `register`, which takes it, so
+        tests can replay both a departure and a uid's reuse by another hotkey. The hotkey's
+        commitment stays stored (commitments are keyed by hotkey) but, like the real chain's
+        metagraph, `commitments()` lists only registered hotkeys."""
+        with self._write() as db:
+            row = db.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey_ss58,)).fetchone()
+            if row is None:
+                raise ChainError(f"hotkey {hotkey_ss58} is not registered on netuid {self.netuid}",
+                                 code="not_registered")
+            db.execute("DELETE FROM neurons WHERE uid = ?", (row[0],))
+            return int(row[0])
 
     def weights_of(self, validator_hotkey: str) -> dict[int, float]:
         """The latest weights a validator set (uid -> normalised weight); empty if it never set any."""

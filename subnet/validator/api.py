@@ -42,8 +42,10 @@ def build_app(
 
     async def scores(request: web.Request) -> web.Response:
         competition = request.query.get("competition")
+        departed = request.query.get("deregistered", "0").lower() in ("1", "true", "yes")
         block = _safe_block(current_block)
-        rows = await asyncio.to_thread(scores_table, state, competition, block, competitions)
+        rows = await asyncio.to_thread(scores_table, state, competition, block, competitions,
+                                       include_deregistered=departed)
         return web.json_response({"current_block": block, "scores": rows})
 
     async def rounds(request: web.Request) -> web.Response:

@@ -33,12 +33,22 @@ from subnet.validator.config import ValidatorConfig
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState
-from subnet.validator.weighting import Judgement, judge, smoothed_weights, uid_weights
+from subnet.validator.weighting import (
+    Judgement,
+    carried_ema,
+    judge,
+    new_registrations,
+    smoothed_weights,
+    uid_weights,
+)
 
 log = logging.getLogger(__name__)
 
 # How often a store that answers "not found"/"forbidden" is asked again before the model fails for good.
 MAX_STORE_ATTEMPTS = 3
+# set_weights refusals that an immediate retry cannot change: the next round tries again.
+NOT_RETRIED_CODES = frozenset({"rate_limited", "not_registered", "rejected", "no_permit", "no_wallet",
+                               "invalid_weights"})
 
 Scorer = Callable[[Sequence["ScoreJobSpec"], Competition, TokenizedDocuments], dict[str, ScoreOutcome]]
 
@@ -157,9 +167,11 @@ def record_commitments(state: ValidatorState, parsed: Sequence[ParsedCommitment]
 # ----------------------------------------------------------------------------- 3: schedule
 
 
-def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps) -> Schedule:
+def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
+         fresh: set[str] = frozenset()) -> Schedule:
+    """`fresh` hotkeys (re-registered since the last round) are planned without their stale EMA."""
     cfg = deps.config
-    weights = {cid: state.ema(cid) for cid in deps.competitions}
+    weights = {cid: {k: v for k, v in state.ema(cid).items() if k not in fresh} for cid in deps.competitions}
     candidates = [
         SchedulingCandidate(
             key=m.hotkey, competition=m.competition, commit_block=m.block,
@@ -366,8 +378,13 @@ def set_weights(
             if result.success:
                 return st.ROUND_WEIGHTS_SET
             code = result.code
+        if code == "no_permit":
+            log.error("round %d: the chain refused weights: this validator's hotkey has no validator permit "
+                      "(too little stake, or not among the subnet's top validators); not retrying this round",
+                      round_id)
+            break
         log.warning("round %d: set_weights attempt %d failed (%s)", round_id, attempt + 1, code)
-        if code in ("rate_limited", "not_registered", "rejected") or deps.stop.is_set():
+        if code in NOT_RETRIED_CODES or deps.stop.is_set():
             break
         deps.stop.wait(min(2.0**attempt, 10.0))
     return st.ROUND_DONE
@@ -424,25 +441,27 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     try:
         models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
         clean_model_cache(deps, models)
-        schedule = plan(state, models, snapshot.block, deps)
-        registered = set(snapshot.metagraph.hotkeys)
+        registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
+        fresh = _fresh_registrations(state, registered)
+        schedule = plan(state, models, snapshot.block, deps, fresh)
         outcomes, results, verdicts, new_ema, evaluated = {}, [], [], {}, []
         for cid in sorted(deps.competitions):
             competition = deps.competitions[cid]
             keys = schedule.selected.get(cid, ())
             outcome, judgement = evaluate_competition(deps, round_id, competition, keys, models, seed, snapshot.block)
             outcomes[cid] = outcome
-            previous = state.ema(cid)
+            # Deregistered hotkeys leave the EMA; re-registered ones (and new hotkeys at reused uids) start at 0.
+            previous = carried_ema(state.ema(cid), registered, fresh)
             if judgement is None:
-                new_ema[cid] = {k: v for k, v in previous.items() if k in registered}
+                new_ema[cid] = previous
                 continue
             results += judgement.results
             verdicts += judgement.verdicts
-            new_ema[cid] = smoothed_weights(judgement.win_rates, previous, registered, deps.config,
+            new_ema[cid] = smoothed_weights(judgement.win_rates, previous, set(registered), deps.config,
                                             excluded=set(judgement.copies), zeroed=set(outcome.failed))
             outcome.ema = new_ema[cid]
             evaluated += [models[k].id for k in keys if k in models]
-        state.complete_scoring(round_id, results, verdicts, new_ema, evaluated)
+        state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered)
     except BaseException as e:
         status = st.ROUND_DISCARDED if isinstance(e, (RoundAborted, KeyboardInterrupt)) else st.ROUND_FAILED
         state.finish_round(round_id, status, f"{type(e).__name__}: {e}"[:2000])
@@ -451,10 +470,37 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     return RoundSummary(round_id, snapshot.block, seed, outcomes, weights_status, time.perf_counter() - started)
 
 
+def _fresh_registrations(state: ValidatorState, registered: Mapping[str, int]) -> set[str]:
+    """Hotkeys registered (again, or at another uid) since the last recorded round; logs departures too."""
+    before = state.current_registrations()
+    previous = None if before is None else {hk: r.uid for hk, r in before.items()}
+    fresh = new_registrations(previous, registered)
+    if previous is not None:
+        left = sorted(set(previous) - set(registered))
+        if left:
+            log.info("deregistered since the last round (their EMA is dropped): %s",
+                     ", ".join(f"{hk} (uid {previous[hk]})" for hk in left))
+        returning = sorted(hk for hk in fresh if hk in previous or state.registrations(hk))
+        if returning:
+            log.info("re-registered or moved uid (their EMA starts afresh): %s",
+                     ", ".join(f"{hk} (uid {registered[hk]})" for hk in returning))
+    return fresh
+
+
 def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int) -> str:
-    """Set a scored round's weights from the stored EMA; also used to resume a round after a restart."""
+    """Set a scored round's weights from the stored EMA; also used to resume a round after a restart.
+
+    On a resume the metagraph is newer than the EMA: hotkeys that re-registered (or moved uid) in
+    between are left out, as the next round would leave them out.
+    """
     try:
-        uids, weights = uid_weights(deps.state.all_ema(), metagraph, deps.competitions)
+        ema = deps.state.all_ema()
+        recorded = deps.state.current_registrations()
+        if recorded is not None:
+            fresh = new_registrations({hk: r.uid for hk, r in recorded.items()},
+                                      {n.hotkey: n.uid for n in metagraph.neurons})
+            ema = {cid: {hk: w for hk, w in ws.items() if hk not in fresh} for cid, ws in ema.items()}
+        uids, weights = uid_weights(ema, metagraph, deps.competitions)
         status = set_weights(deps, round_id, uids, weights, block)
     except ChainError as e:
         deps.state.finish_round(round_id, st.ROUND_DONE, f"weights: {e.code}: {e}")

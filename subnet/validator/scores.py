@@ -2,6 +2,12 @@
 
 Built only from the validator's state, so it answers the same whether the daemon is running,
 stopped, or being inspected from another process.
+
+Hotkeys that have left the metagraph (as of the latest recorded round) are left out by default:
+the table is the current field, and over months of churn the departed would outnumber it. Asked
+for (`include_deregistered=True`, `/scores?deregistered=1`), they appear last with status
+'deregistered', weight 0, no uid (the uid may belong to someone else now) and a reason naming the
+uid and block they were last seen at. Their last results stay, for the record.
 """
 
 from __future__ import annotations
@@ -11,7 +17,9 @@ from typing import Mapping
 
 from subnet.competitions import DEFAULT_COMPETITIONS, Competition
 from subnet.hub.model_ref import ModelRef, ModelRefError
-from subnet.validator.state import MODEL_VERIFIED, ModelRecord, ValidatorState
+from subnet.validator.state import MODEL_VERIFIED, ModelRecord, Registration, ValidatorState
+
+DEREGISTERED = "deregistered"
 
 COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "mean_loss", "ci_low",
            "ci_high", "win_rate", "weight", "status", "reason")
@@ -32,12 +40,15 @@ def scores_table(
     competition: str | None = None,
     current_block: int | None = None,
     competitions: Mapping[str, Competition] | None = None,
+    include_deregistered: bool = False,
 ) -> list[dict]:
     """Rows with the keys in `COLUMNS`, sorted by competition, then weight (highest first), then uid.
 
     With `competition` given, only that competition's rows; unparsable commitments appear only without it.
 
     `current_block` defaults to the block of the latest round; ages and advantages use it.
+    Hotkeys no longer registered appear only with `include_deregistered` (see the module docstring);
+    a state that never recorded registrations (older than migration 3) counts everyone as registered.
     """
     table = DEFAULT_COMPETITIONS if competitions is None else competitions
     if current_block is None:
@@ -45,15 +56,20 @@ def scores_table(
         current_block = rounds[0].block if rounds else None
     latest = state.latest_results(competition)
     ema = state.all_ema()
+    registered = state.current_registrations()
     rows = []
     for m in current_models(state):
         if competition is not None and m.competition != competition:
+            continue
+        registration = None if registered is None else registered.get(m.hotkey)
+        departed = registered is not None and registration is None
+        if departed and not include_deregistered:
             continue
         result = latest.get((m.competition or "", m.hotkey))
         row_result = result[1] if result and result[1].model_id == m.id else None
         age = None if current_block is None else max(0, current_block - m.block)
         rows.append({
-            "uid": m.uid,
+            "uid": None if departed else (registration.uid if registration else m.uid),
             "hotkey": m.hotkey,
             "model": _short(m.ref),
             "competition": m.competition,
@@ -64,8 +80,8 @@ def scores_table(
             "ci_low": _num(row_result.ci_low) if row_result else None,
             "ci_high": _num(row_result.ci_high) if row_result else None,
             "win_rate": _num(row_result.win_rate) if row_result else None,
-            "weight": ema.get(m.competition or "", {}).get(m.hotkey, 0.0),
-            **_status(m, row_result),
+            "weight": 0.0 if departed else ema.get(m.competition or "", {}).get(m.hotkey, 0.0),
+            **(_departed(state, m) if departed else _status(m, row_result)),
         })
     # Unparsable commitments (no competition) go last.
     rows.sort(key=lambda r: (r["competition"] is None, r["competition"] or "", -r["weight"],
@@ -83,6 +99,14 @@ def _status(m: ModelRecord, result) -> dict:
     if result.error:
         return {"status": "error", "reason": result.error}
     return {"status": "scored", "reason": None}
+
+
+def _departed(state: ValidatorState, m: ModelRecord) -> dict:
+    stints: list[Registration] = state.registrations(m.hotkey)
+    if not stints:
+        return {"status": DEREGISTERED, "reason": "not registered when registrations were recorded"}
+    last = max(stints, key=lambda r: r.last_round)
+    return {"status": DEREGISTERED, "reason": f"last seen registered at block {last.last_block}, as uid {last.uid}"}
 
 
 def _short(ref: str) -> str:

@@ -150,8 +150,34 @@ def _m2_meta(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
+def _m3_registrations(db: sqlite3.Connection) -> None:
+    """Who held which uid, as the validator saw it round after round.
+
+    One row per stint: a hotkey at a uid over consecutive recorded rounds. A hotkey that leaves and
+    comes back, or moves to another uid, starts a new stint, which is how a re-registered hotkey is
+    told apart from one that never left (its EMA must start afresh). Rows grow with registrations,
+    not with rounds, so the table stays small over months.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE registrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hotkey TEXT NOT NULL,
+            uid INTEGER NOT NULL,
+            first_round INTEGER NOT NULL,
+            first_block INTEGER NOT NULL,
+            last_round INTEGER NOT NULL,
+            last_block INTEGER NOT NULL
+        );
+        CREATE INDEX registrations_last_round ON registrations (last_round);
+        CREATE INDEX registrations_hotkey ON registrations (hotkey, uid)
+        """
+    )
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta, _m3_registrations]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -222,6 +248,18 @@ class VerdictRow:
 
 
 @dataclass(frozen=True)
+class Registration:
+    """One stint of a hotkey at a uid, from the first to the last recorded round that saw it."""
+
+    hotkey: str
+    uid: int
+    first_round: int
+    first_block: int
+    last_round: int
+    last_block: int
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     id: int
     round_id: int
@@ -231,6 +269,10 @@ class AttemptRecord:
     status: str
     message: str | None
     created_at: float
+
+
+# meta key: the id of the latest round whose registrations were recorded
+_REGISTRATIONS_ROUND = "registrations_round"
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -406,12 +448,19 @@ class ValidatorState:
         verdicts: Iterable[VerdictRow],
         ema: Mapping[str, Mapping[str, float]],
         evaluated_model_ids: Iterable[int] = (),
+        registered: Mapping[str, int] | None = None,
     ) -> None:
-        """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once)."""
+        """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once).
+
+        `registered` (hotkey -> uid of the round's metagraph) is recorded in the same transaction, so
+        the registrations the next round compares against are exactly those this EMA was built on.
+        """
         with self.transaction() as db:
-            status = db.execute("SELECT status FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            status = db.execute("SELECT status, block FROM rounds WHERE id = ?", (round_id,)).fetchone()
             if status is None or status["status"] != ROUND_STARTED:
                 raise StateError(f"round {round_id} is not in progress (status {status and status['status']})")
+            if registered is not None:
+                _record_registrations(db, round_id, int(status["block"]), registered)
             db.executemany(
                 "INSERT OR REPLACE INTO results (round_id, competition, hotkey, uid, model_id, mean_loss, ci_low,"
                 " ci_high, n_docs, tokens_per_s, seconds, error, win_rate, wins, copy_of, losses)"
@@ -510,6 +559,28 @@ class ValidatorState:
         for r in self._query("SELECT competition, hotkey, weight FROM ema ORDER BY competition, hotkey"):
             out.setdefault(r["competition"], {})[r["hotkey"]] = float(r["weight"])
         return out
+
+    # ---- registrations ------------------------------------------------------------------------
+    def current_registrations(self) -> dict[str, Registration] | None:
+        """hotkey -> stint for every hotkey registered at the latest recorded round; None if no round
+        recorded registrations yet (then nobody is known to have left)."""
+        # One statement: one snapshot, even while the daemon records the next round.
+        rows = self._query(
+            "SELECT r.* FROM meta m LEFT JOIN registrations r ON r.last_round = CAST(m.value AS INTEGER)"
+            " WHERE m.key = ? ORDER BY r.uid",
+            (_REGISTRATIONS_ROUND,),
+        )
+        if not rows:
+            return None
+        return {r["hotkey"]: _registration(r) for r in rows if r["hotkey"] is not None}
+
+    def registrations(self, hotkey: str | None = None) -> list[Registration]:
+        """Every recorded stint (of one hotkey, or all), oldest first."""
+        if hotkey is None:
+            rows = self._query("SELECT * FROM registrations ORDER BY id")
+        else:
+            rows = self._query("SELECT * FROM registrations WHERE hotkey = ? ORDER BY id", (hotkey,))
+        return [_registration(r) for r in rows]
 
     # ---- weight setting ---------------------------------------------------------------------
     def record_weights_intent(self, round_id: int, block: int | None, uids: Sequence[int],
@@ -612,6 +683,33 @@ class Recovery:
     discarded: list[int]
     unknown_weights: list[int]
     resumable: list[int]
+
+
+def _record_registrations(db: sqlite3.Connection, round_id: int, block: int, registered: Mapping[str, int]) -> None:
+    """Extend the stints still held since the previous recorded round; open new ones for the rest."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_REGISTRATIONS_ROUND,)).fetchone()
+    previous = json.loads(row[0]) if row else None
+    for hotkey, uid in sorted(registered.items()):
+        extended = db.execute(
+            "UPDATE registrations SET last_round = ?, last_block = ? WHERE hotkey = ? AND uid = ? AND last_round = ?",
+            (round_id, block, hotkey, int(uid), previous),
+        ).rowcount
+        if not extended:
+            db.execute(
+                "INSERT INTO registrations (hotkey, uid, first_round, first_block, last_round, last_block)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (hotkey, int(uid), round_id, block, round_id, block),
+            )
+    # Kept apart from the rows so that a round whose metagraph was empty is recorded as such.
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (_REGISTRATIONS_ROUND, json.dumps(round_id)),
+    )
+
+
+def _registration(r: sqlite3.Row) -> Registration:
+    return Registration(r["hotkey"], int(r["uid"]), int(r["first_round"]), int(r["first_block"]),
+                        int(r["last_round"]), int(r["last_block"]))
 
 
 def _model(r: sqlite3.Row) -> ModelRecord:

@@ -103,10 +103,41 @@ def smoothed_weights(
     return {k: float(v) for k, v in blended.items() if k in registered and k not in excluded}
 
 
+def new_registrations(previous: Mapping[str, int] | None, current: Mapping[str, int]) -> set[str]:
+    """Hotkeys (of `current`, hotkey -> uid) that were not registered at that uid in the previous
+    recorded round: newcomers, returning hotkeys and hotkeys moved to another uid.
+
+    Their stored EMA belongs to an earlier registration and must not carry over. `previous` None
+    means nothing was recorded yet (a fresh or just-migrated state): nobody is known to be new.
+    A hotkey that left and came back at the same uid between two rounds cannot be told apart from
+    one that stayed (the metagraph carries no registration block).
+    """
+    if previous is None:
+        return set()
+    return {hotkey for hotkey, uid in current.items() if previous.get(hotkey) != uid}
+
+
+def carried_ema(previous: Mapping[str, float], registered: Mapping[str, int], fresh: set[str]) -> dict[str, float]:
+    """The part of a stored EMA that carries into this round: registered hotkeys that did not
+    (re-)register since the last round. EMA is keyed by hotkey, so a new hotkey at a reused uid
+    never inherits the weight of the hotkey that held the uid before."""
+    return {k: float(v) for k, v in previous.items() if k in registered and k not in fresh}
+
+
 def uid_weights(
     ema: Mapping[str, Mapping[str, float]], metagraph: Metagraph, competitions: Mapping[str, Competition]
 ) -> tuple[list[int], list[float]]:
-    """Each competition's EMA scaled by its reward share, summed per uid of the current metagraph, normalised."""
+    """Each competition's EMA scaled by its reward share, summed per uid of the current metagraph, normalised.
+
+    Only hotkeys of `metagraph` get a uid, so a hotkey that left never receives weight, whatever the
+    stored EMA says. Within a competition the registered hotkeys' EMA is renormalised to 1 before
+    the share is applied; a competition with nothing to reward (no registered hotkey with positive
+    EMA) contributes nothing, and the final normalisation hands its share to the competitions that
+    have winners, pro rata to their shares (e.g. shares 0.5/0.3/0.2 with the last empty -> 0.625/0.375).
+    Burning the share instead would need a uid to send it to; leaving it unset would make weights
+    shrink as competitions open. Competitions this validator does not evaluate (absent from
+    `competitions`) are skipped the same way, so their share goes to the evaluated ones.
+    """
     totals: dict[int, float] = {}
     for cid, weights in ema.items():
         competition = competitions.get(cid)
