@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from subnet.competitions import LLAMA_FAMILY, AdvantageSchedule, Competition, SamplingBudget
+from subnet.competitions import DEFAULT_COMPETITIONS, LLAMA_FAMILY, SamplingBudget
 
 # A small copy of the 'tiny' competition: short documents and few of them keep rounds sub-second.
-E2E_COMPETITION = Competition(
-    id="tiny",
-    tokenizer="builtin:tiny",
+E2E_COMPETITION = replace(
+    DEFAULT_COMPETITIONS["tiny"],
     max_seq_len=96,
-    min_params=10_000,
-    max_params=20_000_000,
     max_bytes=8 * 1024**2,
     architectures=LLAMA_FAMILY,
-    advantage=AdvantageSchedule(),
     sampling=SamplingBudget(pages=3, page_size=20, max_documents=60),
-    dataset="synthetic",
 )
 COMPETITIONS = {"tiny": E2E_COMPETITION}
 SNAPSHOT_STEPS = {"weak": 0, "mid": 15, "strong": 60}

@@ -126,6 +126,13 @@ def _read_marker(directory: Path) -> dict | None:
         return None
 
 
+def verified_directory_hash(directory: Path) -> str | None:
+    """The content hash recorded when `directory` was verified, so callers never hash a model twice."""
+    marker = _read_marker(Path(directory))
+    value = marker.get("directory_hash") if marker else None
+    return value if isinstance(value, str) and value else None
+
+
 def _marker_matches(directory: Path, ref: ModelRef, hotkey: str) -> bool:
     """A cheap re-check of a verified directory: same hash, same hotkey, files still the same sizes."""
     marker = _read_marker(directory)

@@ -193,7 +193,7 @@ def prepare_models(
     deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str], competition: Competition
 ) -> tuple[dict[str, ReadyModel], dict[str, str]]:
     """Fetch (or reuse) and check each scheduled model. Returns (ready, failed: key -> reason)."""
-    from subnet.hub.download import fetch_verified
+    from subnet.hub.download import fetch_verified, verified_directory_hash
     from subnet.hub.hashing import directory_hash
     from subnet.hub.loading import check_model_dir
 
@@ -212,8 +212,7 @@ def prepare_models(
             continue
         try:
             path = fetch_verified(deps.store, ref, record.hotkey, competition, deps.config.models_dir)
-            content_hash = (record.content_hash if reusable and Path(record.model_dir) == path and record.content_hash
-                            else directory_hash(path))
+            content_hash = verified_directory_hash(path) or directory_hash(path)
             check_model_dir(path, competition)
         except ModelRejected as e:
             deps.state.mark_failed(record.id, e.reason, e.detail)
