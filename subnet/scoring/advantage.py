@@ -54,5 +54,6 @@ def blocks_until_advantage_below(target_eps: float, current_age: float, schedule
     if schedule.floor > target or target <= 0:
         return math.inf
     # eps0 * 0.5 ** (a / h) = target  <=>  a = h * log2(eps0 / target); eps0 > target here.
-    reach_age = schedule.half_life_blocks * math.log2(schedule.eps0 / target)
+    # Subtracting logs, not dividing first: eps0 / target overflows for a subnormal target.
+    reach_age = schedule.half_life_blocks * (math.log2(schedule.eps0) - math.log2(target))
     return max(0.0, reach_age - age)
