@@ -14,15 +14,25 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from subnet.chain.base import ChainError
-from subnet.competitions import DEFAULT_COMPETITIONS, Competition, CompetitionError, load_competitions
+from subnet.competitions import (
+    DEFAULT_COMPETITIONS,
+    Competition,
+    CompetitionError,
+    load_competitions,
+)
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.round import RoundAborted, RoundDeps, RoundSummary, finish_weights, run_round
+from subnet.validator.round import (
+    RoundAborted,
+    RoundDeps,
+    RoundSummary,
+    finish_weights,
+    run_round,
+)
 from subnet.validator.state import ValidatorState
 
 log = logging.getLogger(__name__)
@@ -316,4 +326,3 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
             except Exception:  # noqa: BLE001
                 pass
         state.close()
-

@@ -17,7 +17,12 @@ from typing import Mapping
 
 from subnet.competitions import DEFAULT_COMPETITIONS, Competition
 from subnet.hub.model_ref import ModelRef, ModelRefError
-from subnet.validator.state import MODEL_VERIFIED, ModelRecord, Registration, ValidatorState
+from subnet.validator.state import (
+    MODEL_VERIFIED,
+    ModelRecord,
+    Registration,
+    ValidatorState,
+)
 
 DEREGISTERED = "deregistered"
 

@@ -20,7 +20,7 @@ from subnet.validator.config import ValidatorConfig
 from subnet.validator.state import ModelRecord, ResultRow, VerdictRow
 
 if TYPE_CHECKING:
-    from subnet.validator.round import ReadyModel
+    from subnet.validator.context import ReadyModel
 
 
 @dataclass(frozen=True)

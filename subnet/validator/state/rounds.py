@@ -1,0 +1,171 @@
+"""Rounds, their data, results, verdicts and the EMA they produce."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterable, Mapping, Sequence
+
+from subnet.validator.state.records import (
+    ROUND_DONE,
+    ROUND_SCORED,
+    ROUND_STARTED,
+    ROUND_WEIGHTS_SET,
+    ResultRow,
+    RoundRecord,
+    StateError,
+    VerdictRow,
+    _finite_or_none,
+    _result,
+    _round,
+)
+from subnet.validator.state.registrations import _record_registrations
+
+
+class RoundsMixin:
+    # ---- rounds -----------------------------------------------------------------------------
+    def start_round(self, block: int, seed: str | None = None) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO rounds (block, seed, status, started_at) VALUES (?, ?, ?, ?)",
+                (block, seed, ROUND_STARTED, time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def record_round_data(
+        self,
+        round_id: int,
+        competition: str,
+        seed: str,
+        page_ids: Sequence[str],
+        digest: str,
+        n_docs: int,
+        failed_pages: Sequence[str] = (),
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO round_data (round_id, competition, seed, page_ids, failed_pages, digest,"
+                " n_docs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (round_id, competition, seed, json.dumps(list(page_ids)), json.dumps(list(failed_pages)),
+                 digest, n_docs),
+            )
+            db.execute("UPDATE rounds SET seed = COALESCE(seed, ?) WHERE id = ?", (seed, round_id))
+
+    def complete_scoring(
+        self,
+        round_id: int,
+        results: Iterable[ResultRow],
+        verdicts: Iterable[VerdictRow],
+        ema: Mapping[str, Mapping[str, float]],
+        evaluated_model_ids: Iterable[int] = (),
+        registered: Mapping[str, int] | None = None,
+    ) -> None:
+        """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once).
+
+        `registered` (hotkey -> uid of the round's metagraph) is recorded in the same transaction, so
+        the registrations the next round compares against are exactly those this EMA was built on.
+        """
+        with self.transaction() as db:
+            status = db.execute("SELECT status, block FROM rounds WHERE id = ?", (round_id,)).fetchone()
+            if status is None or status["status"] != ROUND_STARTED:
+                raise StateError(f"round {round_id} is not in progress (status {status and status['status']})")
+            if registered is not None:
+                _record_registrations(db, round_id, int(status["block"]), registered)
+            db.executemany(
+                "INSERT OR REPLACE INTO results (round_id, competition, hotkey, uid, model_id, mean_loss, ci_low,"
+                " ci_high, n_docs, tokens_per_s, seconds, error, win_rate, wins, copy_of, losses)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (round_id, r.competition, r.hotkey, r.uid, r.model_id, _finite_or_none(r.mean_loss),
+                     _finite_or_none(r.ci_low), _finite_or_none(r.ci_high), r.n_docs, r.tokens_per_s, r.seconds,
+                     r.error, _finite_or_none(r.win_rate), r.wins, r.copy_of, r.losses)
+                    for r in results
+                ],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO verdicts (round_id, competition, earlier, later, eps, diff, ci_low,"
+                " ci_high, later_wins) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (round_id, v.competition, v.earlier, v.later, _finite_or_none(v.eps),
+                     _finite_or_none(v.diff), _finite_or_none(v.ci_low), _finite_or_none(v.ci_high),
+                     int(bool(v.later_wins)))
+                    for v in verdicts
+                ],
+            )
+            for competition, weights in ema.items():
+                db.execute("DELETE FROM ema WHERE competition = ?", (competition,))
+                db.executemany(
+                    "INSERT INTO ema (competition, hotkey, weight, round_id) VALUES (?, ?, ?, ?)",
+                    [(competition, hk, float(w), round_id) for hk, w in weights.items()],
+                )
+            ids = list(evaluated_model_ids)
+            db.executemany("UPDATE models SET last_round = ? WHERE id = ?", [(round_id, i) for i in ids])
+            db.execute("UPDATE rounds SET status = ? WHERE id = ?", (ROUND_SCORED, round_id))
+
+    def finish_round(self, round_id: int, status: str, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE rounds SET status = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ?",
+                (status, error, time.time(), round_id),
+            )
+
+    def round(self, round_id: int) -> RoundRecord | None:
+        rows = self._query("SELECT * FROM rounds WHERE id = ?", (round_id,))
+        return _round(rows[0]) if rows else None
+
+    def rounds(self, limit: int = 50) -> list[RoundRecord]:
+        rows = self._query("SELECT * FROM rounds ORDER BY id DESC LIMIT ?", (limit,))
+        return [_round(r) for r in rows]
+
+    def round_data(self, round_id: int) -> list[dict]:
+        rows = self._query("SELECT * FROM round_data WHERE round_id = ? ORDER BY competition", (round_id,))
+        return [
+            {**dict(r), "page_ids": json.loads(r["page_ids"] or "[]"),
+             "failed_pages": json.loads(r["failed_pages"] or "[]")}
+            for r in rows
+        ]
+
+    def last_completed_round(self) -> RoundRecord | None:
+        rows = self._query(
+            "SELECT * FROM rounds WHERE status IN (?, ?, ?) ORDER BY id DESC LIMIT 1",
+            (ROUND_SCORED, ROUND_WEIGHTS_SET, ROUND_DONE),
+        )
+        return _round(rows[0]) if rows else None
+
+    def results(self, round_id: int) -> list[ResultRow]:
+        rows = self._query("SELECT * FROM results WHERE round_id = ? ORDER BY competition, hotkey", (round_id,))
+        return [_result(r) for r in rows]
+
+    def latest_results(self, competition: str | None = None) -> dict[tuple[str, str], tuple[int, ResultRow]]:
+        """The newest result of every (competition, hotkey): {(competition, hotkey): (round_id, row)}."""
+        sql = (
+            "SELECT r.* FROM results r JOIN (SELECT competition, hotkey, MAX(round_id) AS rid FROM results"
+            " GROUP BY competition, hotkey) m ON r.competition = m.competition AND r.hotkey = m.hotkey"
+            " AND r.round_id = m.rid"
+        )
+        rows = self._query(sql)
+        out = {}
+        for r in rows:
+            if competition is None or r["competition"] == competition:
+                out[(r["competition"], r["hotkey"])] = (int(r["round_id"]), _result(r))
+        return out
+
+    def verdicts(self, round_id: int) -> list[VerdictRow]:
+        rows = self._query("SELECT * FROM verdicts WHERE round_id = ? ORDER BY competition, earlier, later",
+                           (round_id,))
+        return [
+            VerdictRow(r["competition"], r["earlier"], r["later"], r["eps"], r["diff"], r["ci_low"], r["ci_high"],
+                       bool(r["later_wins"]))
+            for r in rows
+        ]
+
+    # ---- EMA ----------------------------------------------------------------------------------
+    def ema(self, competition: str) -> dict[str, float]:
+        rows = self._query("SELECT hotkey, weight FROM ema WHERE competition = ? ORDER BY hotkey", (competition,))
+        return {r["hotkey"]: float(r["weight"]) for r in rows}
+
+    def all_ema(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for r in self._query("SELECT competition, hotkey, weight FROM ema ORDER BY competition, hotkey"):
+            out.setdefault(r["competition"], {})[r["hotkey"]] = float(r["weight"])
+        return out

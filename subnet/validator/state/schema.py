@@ -1,0 +1,149 @@
+"""Schema migrations of the state database, in order; `PRAGMA user_version` records how many ran.
+
+Add a change as a new function at the end of MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: `executescript` would commit the migration's transaction half-way."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m1_initial(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hotkey TEXT NOT NULL,
+            uid INTEGER,
+            competition TEXT,
+            ref TEXT NOT NULL,
+            block INTEGER NOT NULL,
+            parse_error TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            detail TEXT,
+            model_dir TEXT,
+            content_hash TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_seen REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            last_round INTEGER,
+            UNIQUE (hotkey, ref, block)
+        );
+        CREATE TABLE rounds (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            block INTEGER NOT NULL,
+            seed TEXT,
+            status TEXT NOT NULL,
+            error TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE TABLE round_data (
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            competition TEXT NOT NULL,
+            seed TEXT,
+            page_ids TEXT,
+            failed_pages TEXT,
+            digest TEXT,
+            n_docs INTEGER,
+            PRIMARY KEY (round_id, competition)
+        );
+        CREATE TABLE results (
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            competition TEXT NOT NULL,
+            hotkey TEXT NOT NULL,
+            uid INTEGER,
+            model_id INTEGER REFERENCES models(id),
+            mean_loss REAL,
+            ci_low REAL,
+            ci_high REAL,
+            n_docs INTEGER,
+            tokens_per_s REAL,
+            seconds REAL,
+            error TEXT,
+            win_rate REAL,
+            wins INTEGER,
+            copy_of TEXT,
+            losses BLOB,
+            PRIMARY KEY (round_id, competition, hotkey)
+        );
+        CREATE TABLE verdicts (
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            competition TEXT NOT NULL,
+            earlier TEXT NOT NULL,
+            later TEXT NOT NULL,
+            eps REAL,
+            diff REAL,
+            ci_low REAL,
+            ci_high REAL,
+            later_wins INTEGER NOT NULL,
+            PRIMARY KEY (round_id, competition, earlier, later)
+        );
+        CREATE TABLE ema (
+            competition TEXT NOT NULL,
+            hotkey TEXT NOT NULL,
+            weight REAL NOT NULL,
+            round_id INTEGER,
+            PRIMARY KEY (competition, hotkey)
+        );
+        CREATE TABLE weight_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            block INTEGER,
+            uids TEXT NOT NULL,
+            weights TEXT NOT NULL,
+            status TEXT NOT NULL,
+            message TEXT,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX results_hotkey ON results (competition, hotkey);
+        CREATE INDEX attempts_round ON weight_attempts (round_id);
+        """
+    )
+
+
+def _m2_meta(db: sqlite3.Connection) -> None:
+    """A small key-value table for daemon bookkeeping (e.g. the last chain error)."""
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+def _m3_registrations(db: sqlite3.Connection) -> None:
+    """Who held which uid, as the validator saw it round after round.
+
+    One row per stint: a hotkey at a uid over consecutive recorded rounds. A hotkey that leaves and
+    comes back, or moves to another uid, starts a new stint, which is how a re-registered hotkey is
+    told apart from one that never left (its EMA must start afresh). Rows grow with registrations,
+    not with rounds, so the table stays small over months.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE registrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            hotkey TEXT NOT NULL,
+            uid INTEGER NOT NULL,
+            first_round INTEGER NOT NULL,
+            first_block INTEGER NOT NULL,
+            last_round INTEGER NOT NULL,
+            last_block INTEGER NOT NULL
+        );
+        CREATE INDEX registrations_last_round ON registrations (last_round);
+        CREATE INDEX registrations_hotkey ON registrations (hotkey, uid)
+        """
+    )
+
+
+# Append only. Never edit a migration that has shipped: add a new one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta, _m3_registrations]
+SCHEMA_VERSION = len(MIGRATIONS)

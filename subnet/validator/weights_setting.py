@@ -1,0 +1,104 @@
+"""Step 7 of a round: weights from the stored EMA onto the chain, at most one success per round."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Sequence
+
+from subnet.chain.base import Chain, ChainError, Metagraph
+from subnet.validator import state as st
+from subnet.validator.config import ValidatorConfig
+from subnet.validator.context import RoundDeps
+from subnet.validator.state import ValidatorState
+from subnet.validator.weighting import new_registrations, uid_weights
+
+log = logging.getLogger(__name__)
+
+# set_weights refusals that an immediate retry cannot change: the next round tries again.
+NOT_RETRIED_CODES = frozenset({"rate_limited", "not_registered", "rejected", "no_permit", "no_wallet",
+                               "invalid_weights"})
+
+
+def weights_due(chain: Chain, state: ValidatorState, block: int, config: ValidatorConfig) -> tuple[bool, str]:
+    last = state.last_weights_success_block()
+    if last is None:
+        return True, ""
+    interval = max(config.weights_interval_blocks, chain.weights_rate_limit())
+    if block - last < interval:
+        return False, f"last weights at block {last}; next after block {last + interval}"
+    return True, ""
+
+
+def set_weights(
+    deps: RoundDeps, round_id: int, uids: Sequence[int], weights: Sequence[float], block: int
+) -> str:
+    """At most one success per round: intent is stored before each call, the outcome after.
+
+    Returns the round's final status (weights_set or done) after bounded retries.
+    """
+    cfg, state, chain = deps.config, deps.state, deps.chain
+    if not uids or any(not math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        why = "weights are not finite" if any(not math.isfinite(w) for w in weights) else "weights are all zero"
+        state.record_weights_skipped(round_id, block, uids, weights, why)
+        deps.metrics.weight_attempts.labels(result="skipped").inc()
+        log.warning("round %d: not setting weights: %s", round_id, why)
+        return st.ROUND_DONE
+    if not cfg.set_weights:
+        log.info("round %d: --dont-set-weights: would set %s", round_id, dict(zip(uids, weights)))
+        return st.ROUND_DONE
+    due, why = weights_due(chain, state, block, cfg)
+    if not due:
+        log.info("round %d: weights not due (%s)", round_id, why)
+        return st.ROUND_DONE
+    for attempt in range(max(1, cfg.weights_retries)):
+        if state.weights_sent(round_id):
+            return st.ROUND_WEIGHTS_SET
+        attempt_id = state.record_weights_intent(round_id, block, uids, weights)
+        try:
+            from subnet import VERSION_KEY
+
+            result = chain.set_weights(list(uids), list(weights), VERSION_KEY)
+        except ChainError as e:
+            state.record_weights_outcome(attempt_id, False, f"{e.code}: {e}")
+            deps.metrics.weight_attempts.labels(result="error").inc()
+            code = e.code
+        else:
+            state.record_weights_outcome(attempt_id, result.success, result.message or result.code, result.block)
+            deps.metrics.weight_attempts.labels(result="success" if result.success else "failed").inc()
+            if result.success:
+                return st.ROUND_WEIGHTS_SET
+            code = result.code
+        if code == "no_permit":
+            log.error("round %d: the chain refused weights: this validator's hotkey has no validator permit "
+                      "(too little stake, or not among the subnet's top validators); not retrying this round",
+                      round_id)
+            break
+        log.warning("round %d: set_weights attempt %d failed (%s)", round_id, attempt + 1, code)
+        if code in NOT_RETRIED_CODES or deps.stop.is_set():
+            break
+        deps.stop.wait(min(2.0**attempt, 10.0))
+    return st.ROUND_DONE
+
+
+
+def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int) -> str:
+    """Set a scored round's weights from the stored EMA; also used to resume a round after a restart.
+
+    On a resume the metagraph is newer than the EMA: hotkeys that re-registered (or moved uid) in
+    between are left out, as the next round would leave them out.
+    """
+    try:
+        ema = deps.state.all_ema()
+        recorded = deps.state.current_registrations()
+        if recorded is not None:
+            fresh = new_registrations({hk: r.uid for hk, r in recorded.items()},
+                                      {n.hotkey: n.uid for n in metagraph.neurons})
+            ema = {cid: {hk: w for hk, w in ws.items() if hk not in fresh} for cid, ws in ema.items()}
+        uids, weights = uid_weights(ema, metagraph, deps.competitions)
+        status = set_weights(deps, round_id, uids, weights, block)
+    except ChainError as e:
+        deps.state.finish_round(round_id, st.ROUND_DONE, f"weights: {e.code}: {e}")
+        raise
+    deps.state.finish_round(round_id, status)
+    return status
