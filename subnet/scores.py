@@ -31,10 +31,7 @@ def rows_from_state(state_dir: Path, competition: str | None = None, deregistere
     from subnet.validator.scores import scores_table
     from subnet.validator.state import ValidatorState
 
-    db = Path(state_dir).expanduser()
-    db = db if db.suffix == ".sqlite" else db / "state.sqlite"
-    if not db.is_file():
-        raise ScoresUnavailable(f"no validator state at {db} (is --state the validator's --state-dir?)")
+    db = _state_db(state_dir)
     try:
         state = ValidatorState(db)
     except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
@@ -43,6 +40,43 @@ def rows_from_state(state_dir: Path, competition: str | None = None, deregistere
         return scores_table(state, competition, include_deregistered=deregistered)
     finally:
         state.close()
+
+
+def serve_state(state_dir: Path, host: str, port: int, console: Console) -> None:
+    """The validator's status API (leaderboard page included) over a state directory, until interrupted."""
+    import threading
+
+    from subnet.validator.api import StatusServer, build_app
+    from subnet.validator.metrics import ValidatorMetrics
+    from subnet.validator.state import ValidatorState
+
+    db = _state_db(state_dir)
+    try:
+        state = ValidatorState(db)
+    except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
+        raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
+    server = StatusServer(build_app(state, ValidatorMetrics(), healthz_max_age_s=float("inf")), host, port)
+    try:
+        bound = server.start()
+    except RuntimeError as e:
+        state.close()
+        raise ScoresUnavailable(str(e)) from None
+    console.print(f"serving the leaderboard of {db} on http://{host}:{bound}/ (Ctrl-C stops)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        state.close()
+
+
+def _state_db(state_dir: Path) -> Path:
+    db = Path(state_dir).expanduser()
+    db = db if db.suffix == ".sqlite" else db / "state.sqlite"
+    if not db.is_file():
+        raise ScoresUnavailable(f"no validator state at {db} (is --state the validator's --state-dir?)")
+    return db
 
 
 def rows_from_api(url: str, competition: str | None = None, deregistered: bool = False,
@@ -144,9 +178,23 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
         plot: Path = typer.Option(None, "--plot", help="Draw each model's loss over rounds to this PNG."),
         deregistered: bool = typer.Option(False, "--deregistered", help="Also list hotkeys that left the subnet."),
+        serve: bool = typer.Option(False, "--serve", help="Serve the leaderboard page and JSON API over --state "
+                                   "until Ctrl-C (read-only)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address --serve binds (keep 127.0.0.1 behind a proxy)."),
+        port: int = typer.Option(8092, "--port", help="Port --serve binds (0 picks a free one)."),
     ) -> None:
         """Show a validator's scores: one row per model, sorted by weight."""
         console = wide_console(stderr=as_json)
+        if serve:
+            if state is None:
+                console.print("[red]--serve needs --state (it serves the validator's state directory)[/red]")
+                raise typer.Exit(2)
+            try:
+                serve_state(state, host, port, console)
+            except ScoresUnavailable as e:
+                console.print(f"[red]{e}[/red]")
+                raise typer.Exit(1)
+            return
         if (state is None) == (url is None):
             console.print("[red]give exactly one of --state DIR or --url URL[/red]")
             raise typer.Exit(2)

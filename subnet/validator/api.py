@@ -7,6 +7,7 @@ It never blocks the daemon: every handler reads SQLite (WAL lets readers run bes
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Callable, Mapping
@@ -14,6 +15,7 @@ from typing import Callable, Mapping
 from aiohttp import web
 
 from subnet.competitions import Competition
+from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.scores import scores_table
 from subnet.validator.state import ValidatorState
@@ -62,13 +64,44 @@ def build_app(
                 "started_at": r.started_at, "finished_at": r.finished_at,
                 "data": state.round_data(r.id),
                 "weights": [{"status": a.status, "block": a.block, "message": a.message} for a in attempts],
+                "failures": state.round_failures(r.id),
             })
         return web.json_response({"rounds": out})
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    async def history(request: web.Request) -> web.Response:
+        try:
+            last = min(1000, max(1, int(request.query.get("rounds", "200"))))
+        except ValueError:
+            return web.json_response({"error": "rounds must be an integer"}, status=400)
+        competition = request.query.get("competition")
+        # The history changes only when a round's results land: cache it per newest result round.
+        key = (competition, last, await asyncio.to_thread(state.newest_result_round))
+        body = history_cache.get(key)
+        if body is None:
+            body = json.dumps(await asyncio.to_thread(loss_history, state, competition, last))
+            history_cache.clear()
+            history_cache[key] = body
+        return web.Response(text=body, content_type="application/json")
+
+    async def pairs(request: web.Request) -> web.Response:
+        competition = request.query.get("competition")
+        if not competition:
+            return web.json_response({"error": "competition is required"}, status=400)
+        return web.json_response(await asyncio.to_thread(leader_differences, state, competition))
 
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
+    page = page_html()
+    history_cache: dict[tuple, str] = {}
     app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/history", history)
+    app.router.add_get("/pairs", pairs)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/scores", scores)
     app.router.add_get("/rounds", rounds)

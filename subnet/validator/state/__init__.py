@@ -10,6 +10,7 @@ Schema changes are ordered migration functions; `PRAGMA user_version` records ho
 from __future__ import annotations
 
 from subnet.validator.state.base import StateBase
+from subnet.validator.state.history import HistoryMixin
 from subnet.validator.state.models import ModelsMixin
 from subnet.validator.state.records import (  # noqa: F401
     ATTEMPT_FAILED,
@@ -43,5 +44,7 @@ from subnet.validator.state.schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F4
 from subnet.validator.state.weights import WeightAttemptsMixin
 
 
-class ValidatorState(ModelsMixin, RoundsMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, StateBase):
+class ValidatorState(
+    ModelsMixin, RoundsMixin, HistoryMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, StateBase
+):
     """Typed access to the state database. Thread-safe: the status API reads from another thread."""

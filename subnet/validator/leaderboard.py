@@ -1,0 +1,99 @@
+"""The data behind the leaderboard page: loss series per model over rounds, and differences from the leader.
+
+Read-only over the state, so the page shows the same thing whether the daemon serves it or
+`subnet scores --serve` does from a copy of its state directory.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+
+import numpy as np
+
+from subnet.eval.types import DocLosses
+from subnet.hub.model_ref import ModelRef, ModelRefError
+from subnet.scoring.stats import mean_interval
+from subnet.validator.state import ValidatorState
+
+PAGE_RESOURCE = "leaderboard.html"
+
+
+def page_html() -> bytes:
+    """The self-contained page (inline CSS and JS, no CDN), shipped as package data."""
+    return resources.files("subnet").joinpath("assets", PAGE_RESOURCE).read_bytes()
+
+
+def _num(x) -> float | None:
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+def _short(ref: str | None) -> str:
+    if not ref:
+        return ""
+    try:
+        return ModelRef.parse(ref).short()
+    except (ModelRefError, ValueError, TypeError):
+        return str(ref)[:40]
+
+
+def loss_history(state: ValidatorState, competition: str | None = None, last_rounds: int = 200) -> dict:
+    """One series per model (a hotkey's commitment), so a new model never looks like the old one improving.
+
+    Each point is [round id, block, mean, low, high] of the model's loss in that round.
+    """
+    rows = state.result_history(competition, last_rounds)
+    blocks = state.round_blocks({r[0] for r in rows})
+    series: dict[tuple[str, int | None], dict] = {}
+    for round_id, comp, hotkey, uid, model_id, mean, low, high, copy_of in rows:
+        s = series.get((comp, model_id))
+        if s is None:
+            s = series[(comp, model_id)] = {
+                "id": f"{comp}:{model_id}", "competition": comp, "hotkey": hotkey, "uid": uid,
+                "model_id": model_id, "model": "", "copy_of": None, "points": [],
+            }
+        s["uid"] = uid
+        if copy_of:
+            s["copy_of"] = copy_of
+        mean = _num(mean)
+        if mean is None:
+            continue
+        low, high = _num(low), _num(high)
+        # Five decimals: far below any interval's width, and a third of the bytes of repr().
+        s["points"].append([round_id, blocks.get(round_id), round(mean, 5), round(mean if low is None else low, 5),
+                            round(mean if high is None else high, 5)])
+    refs = state.model_refs(s["model_id"] for s in series.values())
+    for s in series.values():
+        s["model"] = _short(refs.get(s["model_id"]))
+    return {"rounds": [{"id": k, "block": v} for k, v in sorted(blocks.items())], "series": list(series.values())}
+
+
+def leader_differences(state: ValidatorState, competition: str, confidence: float = 0.95) -> dict:
+    """Each model's paired per-document loss difference from the weight holder, on their newest shared round.
+
+    Negative means better than the leader. The leader is the hotkey holding the most smoothed weight.
+    """
+    ema = state.ema(competition)
+    if not ema:
+        return {"competition": competition, "leader": None, "round_id": None, "differences": []}
+    leader = max(sorted(ema), key=lambda hk: ema[hk])
+    round_id = state.latest_result_round(competition, leader)
+    if round_id is None:
+        return {"competition": competition, "leader": leader, "round_id": None, "differences": []}
+    blobs = state.result_losses(round_id, competition)
+    if leader not in blobs:
+        return {"competition": competition, "leader": leader, "round_id": round_id, "differences": []}
+    base = DocLosses.from_bytes(blobs[leader]).per_token()
+    out = []
+    for hotkey, blob in sorted(blobs.items()):
+        if hotkey == leader:
+            continue
+        other = DocLosses.from_bytes(blob).per_token()
+        if other.shape != base.shape:
+            continue
+        interval = mean_interval(other - base, confidence)
+        out.append({"hotkey": hotkey, "diff": _num(interval.mean), "ci_low": _num(interval.low),
+                    "ci_high": _num(interval.high), "n": interval.n,
+                    "relative": _num(interval.mean / float(np.nanmean(base))) if interval.n else None})
+    out.sort(key=lambda d: (d["diff"] is None, d["diff"] if d["diff"] is not None else 0.0))
+    return {"competition": competition, "leader": leader, "round_id": round_id, "differences": out}
