@@ -288,7 +288,7 @@ def test_ddp_with_gloo_two_processes_end_with_identical_parameters(tmp_path):
     from subnet.miner.checkpoint import list_checkpoints, load_trainer_state
 
     state = load_trainer_state(list_checkpoints(tmp_path)[-1])
-    assert [s["data"]["rank"] for s in state["ranks"]] == [0, 1]
+    assert [s["data"][0]["rank"] for s in state["ranks"]] == [0, 1]
     assert (tmp_path / "model" / "model.safetensors").is_file()
 
 

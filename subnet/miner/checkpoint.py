@@ -130,12 +130,24 @@ def resolve_resume(resume: str, out_dir: str | Path) -> Path:
     return path
 
 
-def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, tokenizer, state: dict[str, Any],
-                    keep: int = 0) -> Path:
-    """Write a checkpoint atomically and prune old ones (keeping the newest `keep`; 0 keeps all)."""
+def staging_dir(out_dir: str | Path, step: int) -> Path:
+    """Where every rank of a sharded run writes its shard before rank 0 completes the checkpoint.
+
+    The name is a function of the step alone, so all ranks agree on it without talking.
+    """
     final = step_dir(out_dir, step)
-    scratch = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    scratch.mkdir(parents=True)
+    return final.parent / f".tmp-{final.name}-shards"
+
+
+def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, tokenizer, state: dict[str, Any],
+                    keep: int = 0, staged: Path | None = None) -> Path:
+    """Write a checkpoint atomically and prune old ones (keeping the newest `keep`; 0 keeps all).
+
+    `staged` is a scratch directory other ranks already wrote into (a sharded run's DCP shards).
+    """
+    final = step_dir(out_dir, step)
+    scratch = staged or final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir(parents=True, exist_ok=staged is not None)
     try:
         save_model_dir(model, tokenizer, scratch / MODEL_SUBDIR)
         torch.save(state, scratch / TRAINER_STATE)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 # Fields a resumed run may change without breaking exact reproduction of the loss curve.
 RESUMABLE_CHANGES = frozenset(
     {"out_dir", "resume", "log_every", "checkpoint_every", "keep_checkpoints", "compile", "device", "peak_flops",
-     "progress"}
+     "progress", "activation_checkpointing"}
 )
 
 
@@ -47,6 +47,9 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global grad norm; 0 disables
     # --- execution
     device: str = "auto"  # "auto" = cuda when available, else cpu
+    parallelism: str = "auto"  # "auto" (DDP while a replica fits, else FSDP2) | "ddp" | "fsdp" | "none"
+    activation_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    data_shards: int = 0  # data streams per step; 0 = one per process. Fix it to make runs independent of #GPUs
     compile: bool = False  # torch.compile the model
     bf16: bool = True  # bf16 autocast on GPU (ignored on CPU, where training runs in float32)
     deterministic: bool = False  # torch.use_deterministic_algorithms; for exact-resume checks
@@ -83,6 +86,10 @@ class TrainConfig:
             fail("weight_decay" if self.weight_decay < 0 else "grad_clip", "must not be negative")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             fail("beta1/beta2", f"must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.parallelism not in ("auto", "ddp", "fsdp", "none"):
+            fail("parallelism", f"must be 'auto', 'ddp', 'fsdp' or 'none', got {self.parallelism!r}")
+        if self.data_shards < 0:
+            fail("data_shards", f"must not be negative, got {self.data_shards}")
         if self.progress not in ("auto", "bar", "lines"):
             fail("progress", f"must be 'auto', 'bar' or 'lines', got {self.progress!r}")
         if not self.init:

@@ -184,3 +184,42 @@ def tokenize_for_training(tokenizer, texts: Sequence[str]) -> list[np.ndarray]:
         return []
     eos = tokenizer.eos_token_id
     return [np.asarray(list(ids) + [eos], dtype=np.int64) for ids in encode_texts(tokenizer, list(texts))]
+
+
+class ShardedStreams:
+    """This process's share of `shards` data streams, used in turn, one per micro-batch.
+
+    The data of a step is fixed by the number of shards, not by the number of processes: one
+    process with `grad_accum = 2` over 2 shards sees exactly the rows two processes see with
+    `grad_accum = 1`, so a run's loss curve does not depend on how many GPUs computed it.
+    Process `rank` of `world_size` holds shards rank, rank + world_size, ...
+    """
+
+    def __init__(self, make_stream, shards: int, rank: int, world_size: int) -> None:
+        if shards % world_size:
+            raise ValueError(f"data shards ({shards}) must be a multiple of the number of processes ({world_size})")
+        self.streams = [make_stream(shard, shards) for shard in range(rank, shards, world_size)]
+        self._next = 0
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        stream = self.streams[self._next]
+        self._next = (self._next + 1) % len(self.streams)
+        return stream.next_batch(batch_size)
+
+    @property
+    def excluded(self) -> int:
+        return sum(s.excluded for s in self.streams)
+
+    def state_dict(self) -> list[dict]:
+        return [s.state_dict() for s in self.streams]
+
+    def load_state_dict(self, state) -> None:
+        """A list of stream positions; a single dict is a checkpoint from before data shards."""
+        states = [state] if isinstance(state, dict) else list(state)
+        if len(states) != len(self.streams):
+            raise ValueError(f"checkpoint holds {len(states)} data stream(s) for this process, the run has "
+                             f"{len(self.streams)}")
+        for stream, st in zip(self.streams, states):
+            stream.load_state_dict(st)
+        self._next = 0
+

@@ -8,9 +8,10 @@ Every hyperparameter lives in `TrainConfig` (subnet/miner/config.py). The helper
 are small and have one job each.
 
 Multi-GPU: launch with `torchrun --standalone --nproc_per_node N -m subnet.cli miner train ...`. With
-WORLD_SIZE > 1 each process joins the process group (nccl on CUDA, gloo on CPU), wraps the model
-in DistributedDataParallel and reads its own shard of the data stream; rank 0 writes checkpoints
-and the final model.
+WORLD_SIZE > 1 each process joins the process group (nccl on CUDA, gloo on CPU), replicates the
+model with DistributedDataParallel or shards it with FSDP2 (subnet/miner/sharding.py: chosen by
+memory) and reads its own shards of the data stream; rank 0 writes the trainer state and the final
+model, every rank its shard of a sharded checkpoint.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from subnet.competitions import Competition, get_competition
 from subnet.miner.checkpoint import (
     MODEL_SUBDIR,
     capture_rng,
+    staging_dir,
     load_trainer_state,
     resolve_resume,
     restore_rng,
@@ -43,7 +45,8 @@ from subnet.miner.checkpoint import (
     save_model_dir,
 )
 from subnet.miner.config import TrainConfig
-from subnet.miner.data import HeldOut, PackedStream, make_training_source, reference_documents
+from subnet.miner import sharding
+from subnet.miner.data import HeldOut, PackedStream, ShardedStreams, make_training_source, reference_documents
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
 from subnet.miner.progress import TrainProgress, wants_bar
 
@@ -98,18 +101,31 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
                          f"{model.config.max_position_embeddings}")
     model.to(env.device).train()
     n_params = count_parameters(model)
-    optimizers = make_optimizers(model, config, env.device)
+    mode = sharding.choose_parallelism(config.parallelism, env.world_size, n_params, env.device)
+    if mode == "fsdp" and config.optimizer == "muon":
+        raise ValueError("--optimizer muon is not supported with FSDP sharding; use adamw or --parallelism ddp")
+    train_model = sharding.wrap(model, mode, env.device, config.bf16, config.activation_checkpointing)
+    optimizers = make_optimizers(model, config, env.device, sharded=mode == "fsdp")
 
     source = make_training_source(competition, config.dataset)
     held_out = HeldOut.of(reference_documents(source, config.reference_documents or competition.sampling.max_documents))
-    stream = PackedStream(source, tokenizer, seq_len, seed=config.seed, held_out=held_out, rank=env.rank,
-                          world_size=env.world_size, docs_per_chunk=config.docs_per_chunk)
+    shards = config.data_shards or env.world_size
+    if config.grad_accum % (shards // env.world_size or 1):
+        raise ValueError(f"grad_accum ({config.grad_accum}) must be a multiple of the data shards per process "
+                         f"({shards} shards / {env.world_size} processes)")
+    stream = ShardedStreams(
+        lambda shard, n: PackedStream(source, tokenizer, seq_len, seed=config.seed, held_out=held_out, rank=shard,
+                                      world_size=n, docs_per_chunk=config.docs_per_chunk),
+        shards, env.rank, env.world_size)
 
     step, losses = 0, []
     if saved is not None:
         step, losses = int(saved["step"]), list(saved["losses"])
-        for opt, state in zip(optimizers, saved["optimizers"], strict=True):
-            opt.load_state_dict(state)
+        if saved.get("sharded"):
+            sharding.load_sharded_state(train_model, optimizers, resume_from / sharding.DCP_SUBDIR)
+        else:
+            for opt, state in zip(optimizers, saved["optimizers"], strict=True):
+                opt.load_state_dict(state)
         mine = saved["ranks"][env.rank]
         stream.load_state_dict(mine["data"])
         restore_rng(mine["rng"])
@@ -117,10 +133,6 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
             echo(f"resumed from {resume_from} at step {step}")
     start_step = step
 
-    train_model: torch.nn.Module = model
-    if env.world_size > 1:
-        device_ids = [env.device.index] if env.device.type == "cuda" else None
-        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if config.compile:
         train_model = torch.compile(train_model)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and config.bf16
@@ -130,7 +142,7 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     peak = config.peak_flops or guess_peak_flops(env.device)
     if env.is_main:
         echo(f"training {type(model).__name__} ({n_params:,} parameters) for {competition.id} on "
-             f"{env.device} x{env.world_size}: {config.steps} steps of {tokens_per_step:,} tokens")
+             f"{env.device} x{env.world_size} ({mode}): {config.steps} steps of {tokens_per_step:,} tokens")
 
     # ------------------------------------------------------------------ the loop
     pending: list[torch.Tensor] = []  # per-step losses still on the device (read at log time: no sync per step)
@@ -147,8 +159,7 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
             for micro in range(config.grad_accum):
                 rows = stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
                 last_micro = micro == config.grad_accum - 1
-                no_sync = train_model.no_sync() if env.world_size > 1 and not last_micro else contextlib.nullcontext()
-                with no_sync:
+                with sharding.gradient_sync(train_model, mode, last_micro):
                     with autocast:
                         loss = next_token_loss(train_model, rows) / config.grad_accum
                     loss.backward()
@@ -180,17 +191,19 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
                 losses.extend(t.item() for t in pending)
                 pending.clear()
-                path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
+                path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env, mode)
                 if path is not None:
                     checkpoints.append(path)
 
     # ------------------------------------------------------------------ finish
     losses.extend(t.item() for t in pending)
     tokens_per_s, mfu = timer.tokens_per_s(), timer.mfu(n_params, peak)  # before the saves below
-    final_ckpt = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env)
+    final_ckpt = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env, mode)
     if final_ckpt is not None:
         checkpoints.append(final_ckpt)
     model_dir = None
+    if mode == "fsdp":
+        model = sharding.consolidated_model(model)  # the plain model validators load (rank 0; None elsewhere)
     if env.is_main:
         model_dir = save_model_dir(model, tokenizer, out_dir / FINAL_MODEL_SUBDIR)
         warn_if_rejected(model_dir, competition, echo)
@@ -279,8 +292,11 @@ def split_parameters(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.
     return groups
 
 
-def make_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> list[torch.optim.Optimizer]:
+def make_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.device,
+                    sharded: bool = False) -> list[torch.optim.Optimizer]:
     """AdamW for everything, or Muon for the hidden matrices plus AdamW for the rest.
+
+    Sharded (FSDP2) parameters are DTensors, which the fused kernels do not take: foreach there.
 
     Each param group carries `base_lr`; the loop scales it by the schedule every step.
     """
@@ -303,7 +319,8 @@ def make_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.d
         adam_groups.insert(0, {"params": params("matrices"), "weight_decay": config.weight_decay, "base_lr": config.lr})
     adam_groups = [g for g in adam_groups if g["params"]]
     optimizers.insert(0, torch.optim.AdamW(adam_groups, lr=config.lr, betas=(config.beta1, config.beta2),
-                                           eps=config.adam_eps, **fused_kwargs(device)))
+                                           eps=config.adam_eps,
+                                           **({"foreach": True} if sharded else fused_kwargs(device))))
     return optimizers
 
 
@@ -326,9 +343,12 @@ def check_resumable(config: TrainConfig, saved: dict, world_size: int) -> None:
         raise ValueError(f"checkpoint was written by {len(saved['ranks'])} process(es), this run has {world_size}")
 
 
-def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: PackedStream, losses: list[float],
-               config: TrainConfig, env: "Distributed") -> Path | None:
-    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0."""
+def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: ShardedStreams, losses: list[float],
+               config: TrainConfig, env: "Distributed", mode: str = "none") -> Path | None:
+    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0.
+
+    A sharded run also writes every rank's shard of weights and optimizer states (DCP) and a
+    consolidated model; its trainer state then holds no optimizer state of its own."""
     mine = {"rng": capture_rng(), "data": stream.state_dict()}
     ranks = [mine]
     if env.world_size > 1:
@@ -339,13 +359,18 @@ def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: P
         gathered: list = [None] * env.world_size
         dist.all_gather_object(gathered, buffer.getvalue())
         ranks = [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
-    path = None
+    path, staged, plain = None, None, model
+    if mode == "fsdp":
+        staged = staging_dir(out_dir, step)
+        sharding.save_sharded_state(model, optimizers, staged / sharding.DCP_SUBDIR)
+        plain = sharding.consolidated_model(model)
     if env.is_main:
         state = {
-            "step": step, "losses": list(losses), "config": config.to_dict(),
-            "optimizers": [opt.state_dict() for opt in optimizers], "ranks": ranks,
+            "step": step, "losses": list(losses), "config": config.to_dict(), "ranks": ranks,
+            "optimizers": [] if mode == "fsdp" else [opt.state_dict() for opt in optimizers],
+            "sharded": mode == "fsdp",
         }
-        path = save_checkpoint(out_dir, step, model, tokenizer, state, keep=config.keep_checkpoints)
+        path = save_checkpoint(out_dir, step, plain, tokenizer, state, keep=config.keep_checkpoints, staged=staged)
     if env.world_size > 1:
         dist.barrier()
     return path
