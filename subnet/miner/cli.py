@@ -1,4 +1,4 @@
-"""`subnet miner train | benchmark | upload`: the miner's three jobs.
+"""`subnet miner train | benchmark | compare | upload`: the miner's jobs.
 
 Flags follow bittensor's style (--netuid, --network, --wallet.name, --wallet.hotkey,
 --wallet.path) so miners' existing scripts carry over; `--network devnet:PATH` runs against the
@@ -217,6 +217,45 @@ def benchmark(
         console.print(f"plot: {plot_report(report, plot)}")
     if as_json:
         sys.stdout.write(report.to_json() + "\n")
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+@app.command()
+def compare(
+    targets: list[Path] = typer.Argument(..., help="Runs (output directories), checkpoints or model directories."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Which target the others are compared with "
+                                           "(default: the first)."),
+    documents: int = typer.Option(0, "--documents", help="Held-out documents (0: the competition's round size)."),
+    dataset: str = typer.Option("", "--dataset", help="'' = the competition's dataset."),
+    competition: str = COMPETITION,
+    competitions_file: Optional[Path] = COMPETITIONS_FILE,
+    device: str = DEVICE,
+    as_json: bool = typer.Option(False, "--json", help="End with one JSON object on the last line."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss curves and paired differences to this PNG."),
+) -> None:
+    """Which experiments helped? Paired intervals with Holm-corrected p-values, and tests across seeds."""
+    from rich.console import Console
+
+    from subnet.hub.errors import ModelRejected
+    from subnet.miner.compare import plot_compare, report_json, report_tables, run_compare
+
+    if len(targets) < 2:
+        _fail("compare needs at least two targets")
+    comp = _competition(competition, competitions_file)
+    console = Console(stderr=as_json)
+    try:
+        report, resolved = run_compare(targets, comp, baseline=baseline, n_documents=documents, dataset=dataset,
+                                       device=device, progress=lambda name: console.print(f"scored {name}"))
+    except (ValueError, ModelRejected) as e:
+        _fail(str(e))
+    for table in report_tables(report):
+        console.print(table)
+    if plot is not None:
+        console.print(f"plot: {plot_compare(report, resolved, plot)}")
+    if as_json:
+        sys.stdout.write(report_json(report) + "\n")
 
 
 # ----------------------------------------------------------------------------- upload

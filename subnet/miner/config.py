@@ -25,7 +25,7 @@ class TrainConfig:
     out_dir: str = "runs/tiny"
     seed: int = 1337
     # --- data: a source as the validator builds it (subnet.data.sources.make_source)
-    dataset: str = ""  # "" = the competition's own dataset; else "synthetic", "fineweb", "parquet:DIR"
+    dataset: str = ""  # "" = the competition's own; "synthetic", "fineweb", "parquet:DIR", "stream:REPO[:CONFIG]|DIR"
     seq_len: int = 0  # tokens per training sequence; 0 = the competition's max_seq_len
     docs_per_chunk: int = 200  # documents fetched per data chunk (one fetch_round call)
     reference_documents: int = 0  # held-out set size excluded from training; 0 = competition's max_documents

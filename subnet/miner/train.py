@@ -49,6 +49,7 @@ from subnet.miner import sharding
 from subnet.miner.data import HeldOut, PackedStream, ShardedStreams, make_training_source, reference_documents
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
 from subnet.miner.progress import TrainProgress, wants_bar
+from subnet.miner.streaming import StreamingPackedStream, is_stream
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +108,21 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     train_model = sharding.wrap(model, mode, env.device, config.bf16, config.activation_checkpointing)
     optimizers = make_optimizers(model, config, env.device, sharded=mode == "fsdp")
 
-    source = make_training_source(competition, config.dataset)
+    # A streamed dataset trains; the held-out documents still come from the competition's own source,
+    # which is what `benchmark` scores on.
+    streamed = is_stream(config.dataset)
+    source = make_training_source(competition, "" if streamed else config.dataset)
     held_out = HeldOut.of(reference_documents(source, config.reference_documents or competition.sampling.max_documents))
     shards = config.data_shards or env.world_size
     if config.grad_accum % (shards // env.world_size or 1):
         raise ValueError(f"grad_accum ({config.grad_accum}) must be a multiple of the data shards per process "
                          f"({shards} shards / {env.world_size} processes)")
     stream = ShardedStreams(
-        lambda shard, n: PackedStream(source, tokenizer, seq_len, seed=config.seed, held_out=held_out, rank=shard,
-                                      world_size=n, docs_per_chunk=config.docs_per_chunk),
+        lambda shard, n: StreamingPackedStream(config.dataset, tokenizer, seq_len, seed=config.seed, held_out=held_out,
+                                               rank=shard, world_size=n, docs_per_chunk=config.docs_per_chunk)
+        if streamed else
+        PackedStream(source, tokenizer, seq_len, seed=config.seed, held_out=held_out, rank=shard, world_size=n,
+                     docs_per_chunk=config.docs_per_chunk),
         shards, env.rank, env.world_size)
 
     step, losses = 0, []
