@@ -1,6 +1,7 @@
 """BittensorChain over the real bittensor SDK, with only the transport faked (tests/fakes/substrate.py):
 local rate-limit refusals, reconnection after a dropped websocket, timeouts, chain-side
-rejections, encrypted hotkeys, and the network factory."""
+rejections, encrypted hotkeys, and the network factory. The fixture subnet runs commit-reveal
+weights, as new subnets do; tests about plaintext weights turn it off."""
 
 from __future__ import annotations
 
@@ -60,7 +61,13 @@ def submitted(state: FakeChainState, function: str) -> list[dict]:
     return [e for e in state.extrinsics if e["function"] == function]
 
 
+def plaintext(state: FakeChainState) -> FakeChainState:
+    state.subnets[NETUID].commit_reveal = False
+    return state
+
+
 def test_weights_go_through_the_sdk_quantised_and_signed_by_the_hotkey(open_chain, state, wallets):
+    plaintext(state)
     result = open_chain(wallets["validator"]).set_weights([0, 1], [1.0, 3.0], version_key=7)
     assert result.success and result.block == state.block
     [extrinsic] = submitted(state, "set_mechanism_weights")
@@ -71,6 +78,7 @@ def test_weights_go_through_the_sdk_quantised_and_signed_by_the_hotkey(open_chai
 
 
 def test_rate_limit_is_refused_locally_without_submitting(open_chain, state, wallets):
+    plaintext(state)
     validator = open_chain(wallets["validator"])
     assert validator.set_weights([1], [1.0], 1).success
     submits = state.calls["submit"]
@@ -90,6 +98,7 @@ def test_rate_limit_is_read_from_the_chain(open_chain, state, wallets):
 
 
 def test_chain_side_rejection_becomes_a_failed_result(open_chain, state, wallets):
+    plaintext(state)
     state.subnets[NETUID].weights_version_key = 100  # not preflighted by the SDK: the chain refuses
     result = open_chain(wallets["validator"]).set_weights([1], [1.0], version_key=1)
     assert not result.success and result.code == "invalid_argument"
@@ -111,7 +120,7 @@ def test_a_drop_before_submission_does_not_lose_the_weights(open_chain, state, w
     validator.current_block()
     state.drop_connections(1)
     assert validator.set_weights([1], [1.0], 1).success
-    assert len(submitted(state, "set_mechanism_weights")) == 1
+    assert len(submitted(state, "commit_timelocked_mechanism_weights")) == 1
 
 
 def test_a_connection_that_keeps_failing_is_an_error_not_a_loop(open_chain, state, wallets):
@@ -164,7 +173,7 @@ def test_encrypted_hotkey_unlocks_from_the_environment_never_a_prompt(open_chain
     wallet = bt.Wallet("locked", "default", path=str(tmp_path))
     wallet.create_new_coldkey(use_password=False, suppress=True)
     wallet.create_new_hotkey(use_password=True, hotkey_password="s3cret", suppress=True)
-    state.register(NETUID, wallet.hotkeypub.ss58_address, wallet.coldkeypub.ss58_address)
+    state.register(NETUID, wallet.hotkeypub.ss58_address, wallet.coldkeypub.ss58_address, validator_permit=True)
     locked = open_chain(bt.Wallet("locked", "default", path=str(tmp_path)))
     result = locked.set_weights([0], [1.0], 1)
     assert (result.success, result.code) == (False, "wallet_locked")

@@ -1,6 +1,8 @@
 """One contract, two chains: LocalChain on a SQLite file, and BittensorChain running the real
-bittensor SDK over an in-memory substrate (tests/fakes/substrate.py). The validator and miner see
-only the `Chain` protocol, so both must behave the same way on everything below."""
+bittensor SDK over an in-memory substrate (tests/fakes/substrate.py), each with commit-reveal
+weights on (the runtime's default on new subnets) and off, and with the runtime's default
+MinAllowedWeights (1024). The validator and miner see only the `Chain` protocol, so all must
+behave the same way on everything below."""
 
 from __future__ import annotations
 
@@ -30,18 +32,25 @@ def _sdk_cache_in_tmp(tmp_path, monkeypatch):
     monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "token_symbols.json"))
 
 
+MIN_ALLOWED_WEIGHTS = 1024  # the runtime's default
+REVEAL_PERIOD = 5  # LocalChain blocks from a commit to its reveal
+
+
 class LocalHarness:
     name = "local"
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, commit_reveal: bool) -> None:
         from subnet.chain.local import LocalChain
 
         self._cls = LocalChain
+        self.commit_reveal = commit_reveal
         self.path = tmp_path / "chain.sqlite"
         # A long block time: blocks move only when a test advances them.
         self.admin = LocalChain(self.path, netuid=3, block_time=1000.0)
         self.admin.advance(500)
         self.admin.set_weights_rate_limit(RATE_LIMIT)
+        self.admin.set_min_allowed_weights(MIN_ALLOWED_WEIGHTS)
+        self.admin.set_commit_reveal(commit_reveal, REVEAL_PERIOD)
         self.handles = [self.admin]
 
     def chain(self, wallet=None) -> Chain:
@@ -51,6 +60,16 @@ class LocalHarness:
 
     def register(self, wallet, stake: float = 0.0, permit: bool = False) -> int:
         return self.admin.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake, permit)
+
+    def register_address(self, hotkey: str) -> int:
+        return self.admin.register(hotkey, hotkey)
+
+    def set_min_allowed_weights(self, count: int) -> None:
+        self.admin.set_min_allowed_weights(count)
+
+    def applied_weights(self, wallet) -> dict[int, float]:
+        """What the chain applies (revealed weights), normalised to sum 1."""
+        return self.admin.weights_of(wallet.hotkey.ss58_address)
 
     def advance(self, blocks: int) -> None:
         self.admin.advance(blocks)
@@ -63,11 +82,13 @@ class LocalHarness:
 class FakeSubtensorHarness:
     name = "bittensor"
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, commit_reveal: bool) -> None:
         from tests.fakes.substrate import FakeChainState, FakeSubstrate
 
+        self.commit_reveal = commit_reveal
         self.state = FakeChainState(block=500)
-        self.state.add_subnet(3, weights_rate_limit=RATE_LIMIT)
+        self.subnet = self.state.add_subnet(3, weights_rate_limit=RATE_LIMIT, commit_reveal=commit_reveal,
+                                            min_allowed_weights=MIN_ALLOWED_WEIGHTS)
         self._substrate = FakeSubstrate
         self.handles = []
 
@@ -82,6 +103,19 @@ class FakeSubtensorHarness:
     def register(self, wallet, stake: float = 0.0, permit: bool = False) -> int:
         return self.state.register(3, wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address, stake, permit)
 
+    def register_address(self, hotkey: str) -> int:
+        return self.state.register(3, hotkey)
+
+    def set_min_allowed_weights(self, count: int) -> None:
+        self.subnet.min_allowed_weights = count
+
+    def applied_weights(self, wallet) -> dict[int, float]:
+        """What the chain applies: plaintext weights at once; commits only at a drand reveal, which
+        the fake never has (see tests/fakes/subtensor_state.py)."""
+        stored = self.subnet.weights.get(self.subnet.uid_of(wallet.hotkey.ss58_address), [])
+        total = sum(v for _, v in stored)
+        return {uid: v / total for uid, v in stored}
+
     def advance(self, blocks: int) -> None:
         self.state.advance(blocks)
 
@@ -90,9 +124,12 @@ class FakeSubtensorHarness:
             h.close()
 
 
-@pytest.fixture(params=[LocalHarness, FakeSubtensorHarness], ids=["local", "bittensor"])
+@pytest.fixture(params=[(LocalHarness, True), (LocalHarness, False), (FakeSubtensorHarness, True),
+                        (FakeSubtensorHarness, False)],
+                ids=["local-commit-reveal", "local", "bittensor-commit-reveal", "bittensor"])
 def harness(request, tmp_path):
-    h = request.param(tmp_path)
+    cls, commit_reveal = request.param
+    h = cls(tmp_path, commit_reveal)
     yield h
     h.close()
 
@@ -185,6 +222,7 @@ def test_weights_succeed_then_are_rate_limited_until_the_limit_passes(harness, w
     assert validator.weights_rate_limit() == RATE_LIMIT
     first = validator.set_weights([v, m], [0.25, 0.75], version_key=1)
     assert first.success and first.code == "" and first.block is not None
+    assert first.committed == harness.commit_reveal and (first.reveal_round is not None) == harness.commit_reveal
     assert harness.chain().metagraph().neurons[v].last_update == first.block
     harness.advance(RATE_LIMIT - 2)
     again = validator.set_weights([m], [1.0], version_key=1)
@@ -211,3 +249,37 @@ def test_weights_refusals_carry_codes(harness, wallets):
     for uids, weights in (([v], [1.0, 2.0]), ([v], [math.nan]), ([v], [-1.0]), ([v], [0.0])):
         result = validator.set_weights(uids, weights, 1)
         assert not result.success and result.code == "invalid_weights", (uids, weights, result)
+
+
+def test_a_commit_is_not_weights_until_revealed(harness, wallets):
+    v = harness.register(wallets["validator"], permit=True)
+    m = harness.register(wallets["miner"])
+    result = harness.chain(wallets["validator"]).set_weights([v, m], [0.25, 0.75], version_key=1)
+    assert result.success
+    applied = harness.applied_weights(wallets["validator"])
+    if harness.commit_reveal:
+        assert applied == {}  # committed: nothing the chain applies yet
+        assert "committed" in result.message
+    else:
+        assert applied[m] > applied[v] > 0
+
+
+@pytest.mark.parametrize("min_allowed", [1024, 8])
+def test_weights_meet_the_minimum_count_without_changing_the_ranking(harness, wallets, min_allowed):
+    """On a 4-uid subnet the runtime wants min(4, MinAllowedWeights) = 4 entries, zeros included;
+    a softmax leaves most weights at u16 zero. Missing uids get the smallest positive u16."""
+    harness.set_min_allowed_weights(min_allowed)
+    v = harness.register(wallets["validator"], permit=True)
+    m = harness.register(wallets["miner"])
+    others = [harness.register_address(f"5Other{i}") for i in range(2)]
+    validator = harness.chain(wallets["validator"])
+    result = validator.set_weights([m, v, others[0]], [1.0, 1e-9, 0.0], version_key=1)
+    assert result.success, result
+    if harness.commit_reveal:
+        harness.advance(REVEAL_PERIOD)
+        if harness.name == "bittensor":
+            return  # the ciphertext is opaque; tests/test_chain_bittensor.py checks what was encrypted
+    applied = harness.applied_weights(wallets["validator"])
+    assert set(applied) == {v, m, *others}
+    assert applied[m] == max(applied.values()) and applied[m] > 0.999
+    assert applied[v] == applied[others[0]] == applied[others[1]] > 0  # the floor, tied, below the winner

@@ -7,10 +7,17 @@ an awaited `bt.Subtensor(network, substrate=...)` client on it, so every call ge
 Failure policy, in one place:
 - every call is bounded by `timeout_s`;
 - a dropped connection (or a read that timed out) is retried once on a fresh connection; a write
-  that timed out is not retried, because it may have landed;
+  that timed out, or that may already have been submitted, is not retried, because it may have landed;
+- an RPC endpoint's policy refusal (`bt.RpcPolicyError`) is not a dropped connection: it becomes
+  'rate_limited' with the endpoint's `retry_after`, and nothing is retried at once;
+- every other exception out of the SDK becomes a code (see `subnet.chain.sdk_errors`);
 - `set_weights` never raises: refusals and failures come back as `WeightsResult(success=False,
   code=...)`, including a local rate-limit refusal made without submitting anything;
 - `commit` and the reads raise `subnet.chain.base.ChainError` with a short `code`.
+
+Weights go through `RuntimeRuleSetWeights` (the SDK's `SetWeights`, with the runtime's minimum
+weight count): plaintext on subnets without commit-reveal, a timelocked commit (version 4) on those
+with it, in which case the result carries the drand `reveal_round`.
 
 Signing uses the wallet's hotkey. An encrypted hotkey keyfile is unlocked with the password in
 `BT_WALLET_PASSWORD` (never a prompt: validators and miners run unattended).
@@ -26,12 +33,15 @@ import math
 import os
 import threading
 import time
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import bittensor as bt
 
 from subnet.chain.base import ChainError, Commitment, Metagraph, Neuron, WeightsResult
 from subnet.chain.local import MAX_COMMITMENT_BYTES, weights_problem
+from subnet.chain.sdk_errors import code_of, translate
+from subnet.chain.sdk_weights import RuntimeRuleSetWeights
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +53,7 @@ _CLOSE_TIMEOUT_S = 5.0
 # covers unreachable networks; local file errors are excluded in `_is_connection_error`).
 _CONNECTION_ERRORS = (bt.RpcConnectionError, bt.ConnectionNotReady, ConnectionError, OSError)
 _LOCAL_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-# SDK error codes passed through as ours; any other chain refusal is 'rejected'.
-_PASSED_CODES = {"rate_limited", "not_registered", "not_authorized", "insufficient_balance",
-                 "invalid_argument", "subnet_not_exists", "disabled", "limit_exceeded"}
+FINALITY_POLL_S = 2.0  # how often to look for finality while waiting for a seed block
 
 SubstrateSource = Any  # a bt.Substrate, or a zero-argument callable returning a fresh one
 
@@ -84,7 +92,10 @@ class BittensorChain:
     def _new_substrate(self) -> Any:
         source = self._substrate_source
         if source is None:
-            from bittensor.settings import default_archive_endpoints, default_fallback_endpoints
+            from bittensor.settings import (
+                default_archive_endpoints,
+                default_fallback_endpoints,
+            )
 
             return bt.RpcSubstrate(
                 self.endpoint,
@@ -122,9 +133,11 @@ class BittensorChain:
         with contextlib.suppress(Exception):
             future.result(_CLOSE_TIMEOUT_S + 1)
 
-    def _run(self, what: str, operation: Callable[[Any, Any], Awaitable[T]], *, write: bool = False) -> T:
+    def _run(self, what: str, operation: Callable[[Any, Any], Awaitable[T]], *, write: bool = False,
+             retry_write: Callable[[], bool] = lambda: True) -> T:
         """Run `operation(client, substrate)` on the loop: bounded by timeout_s, one retry on a
-        fresh connection after a dropped one (and after a timed-out read). SDK errors pass through."""
+        fresh connection after a dropped one (and after a timed-out read; a write only while
+        `retry_write()` says nothing was submitted). Other SDK errors pass through."""
         if self._closed:
             raise ChainError(f"{what}: this chain handle is closed", code="closed")
         with self._call_lock:
@@ -136,23 +149,25 @@ class BittensorChain:
                     if write or attempt == 2:
                         raise ChainError(f"{what}: {e}", code="timeout") from e
                     log.warning("%s timed out; retrying on a fresh connection", what)
+                except bt.RpcPolicyError as e:  # the endpoint said no: retrying at once makes it worse
+                    raise translate(what, e) from e
                 except _CONNECTION_ERRORS as e:
                     if isinstance(e, _LOCAL_OS_ERRORS):
                         raise
                     self._reset_connection()
-                    if attempt == 2:
+                    if attempt == 2 or (write and not retry_write()):
                         raise ChainError(f"{what}: connection to {self.endpoint} failed: {e}", code="connection") from e
                     log.warning("%s: connection lost (%s); reconnecting once", what, e)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read(self, what: str, operation: Callable[[Any, Any], Awaitable[T]]) -> T:
-        """A read; SDK errors become ChainError with a code."""
+        """A read; any exception out of the SDK becomes a ChainError with a code."""
         try:
             return self._run(what, operation)
-        except bt.ChainError as e:
-            raise ChainError(f"{what}: {e.message}", code=_code_of(e)) from e
-        except bt.BittensorError as e:
-            raise ChainError(f"{what}: {e}", code="chain_error") from e
+        except ChainError:
+            raise
+        except Exception as e:
+            raise translate(what, e) from e
 
     # ------------------------------------------------------------------ signing
 
@@ -188,10 +203,29 @@ class BittensorChain:
         return int(self._read("current block", lambda c, s: c.block()))
 
     def block_hash(self, block: int) -> str:
+        """The hash of a finalized block: a block past the head is 'unknown_block'; one not final
+        yet is waited for (within timeout_s), then 'not_finalized'."""
         block = int(block)
         if block < 0:
             raise ChainError(f"block {block} does not exist", code="unknown_block")
-        value = self._read(f"hash of block {block}", lambda c, s: s.block_hash(block))
+        budget = 0.8 * self.timeout_s
+
+        async def finalized_hash(client: Any, substrate: Any) -> str:
+            head = int(await substrate.block_number())
+            if block > head:
+                raise ChainError(f"block {block} does not exist yet (head {head})", code="unknown_block")
+            waited = 0.0
+            while int(await substrate.finalized_block_number()) < block:
+                if waited >= budget:
+                    raise ChainError(f"block {block} is not finalized after {waited:.0f}s", code="not_finalized")
+                await asyncio.sleep(min(FINALITY_POLL_S, budget))
+                waited += min(FINALITY_POLL_S, budget)
+            try:
+                return await substrate.block_hash(block)
+            except bt.ChainError as e:
+                raise ChainError(f"block {block}: {e.message}", code="unknown_block") from e
+
+        value = self._read(f"hash of block {block}", finalized_hash)
         if not isinstance(value, str) or not value.startswith("0x"):
             raise ChainError(f"block {block} has no hash on {self.network} (got {value!r})", code="unknown_block")
         return value
@@ -202,7 +236,8 @@ class BittensorChain:
             raise ChainError(f"subnet {self.netuid} does not exist on {self.network}", code="subnet_not_exists")
         neurons = tuple(
             Neuron(uid=n.uid, hotkey=n.hotkey, coldkey=n.coldkey, stake=float(n.total_stake.amount),
-                   validator_permit=bool(n.validator_permit), last_update=int(n.last_update))
+                   validator_permit=bool(n.validator_permit), last_update=int(n.last_update),
+                   block_at_registration=int(n.block_at_registration))
             for n in graph.neurons
         )
         return Metagraph(netuid=self.netuid, block=int(graph.block), neurons=neurons)
@@ -227,12 +262,12 @@ class BittensorChain:
         try:
             result = self._run("commit", lambda c, s: c.submit_call(
                 call, signer, signer="hotkey", wait_for_inclusion=True, wait_for_finalization=False), write=True)
-        except bt.ChainError as e:
-            raise ChainError(f"commit refused: {e.message}", code=_code_of(e)) from e
-        except bt.BittensorError as e:
-            raise ChainError(f"commit failed: {e}", code="rejected") from e
+        except ChainError:
+            raise
+        except Exception as e:
+            raise translate("commit", e, submitted=isinstance(e, bt.ChainError)) from e
         if not result.success:
-            raise ChainError(f"commit refused: {result.message}", code=_code_of(result.error))
+            raise ChainError(f"commit refused: {result.message}", code=code_of(result.error, submitted=True))
         return _included_block(result) or self.current_block()
 
     def set_weights(self, uids: Sequence[int], weights: Sequence[float], version_key: int) -> WeightsResult:
@@ -247,26 +282,35 @@ class BittensorChain:
             current = self.current_block()
             limit = self._cached_rate_limit()
         except ChainError as e:
-            return WeightsResult(False, str(e), e.code)
+            return WeightsResult(False, str(e), e.code, retry_after_s=e.retry_after_s)
         if self._last_set_block is not None and current - self._last_set_block < limit:
             wait = limit - (current - self._last_set_block)
             return WeightsResult(False, f"weights set at block {self._last_set_block}; rate limit {limit} blocks, "
                                         f"retry in {wait} block(s)", "rate_limited", current)
-        intent = bt.SetWeights(netuid=self.netuid, uids=[int(u) for u in uids],
-                               weights=[float(w) for w in weights], version_key=int(version_key))
+        intent = RuntimeRuleSetWeights(netuid=self.netuid, uids=[int(u) for u in uids],
+                                       weights=[float(w) for w in weights], version_key=int(version_key))
         try:
             result = self._run("set weights", lambda c, s: c.execute(
-                intent, signer, wait_for_inclusion=True, wait_for_finalization=False), write=True)
+                intent, signer, wait_for_inclusion=True, wait_for_finalization=False), write=True,
+                retry_write=lambda: not getattr(intent, "built", False))
         except ChainError as e:
-            return WeightsResult(False, str(e), e.code)
-        except bt.ChainError as e:
-            return WeightsResult(False, e.message, _code_of(e), current)
-        except bt.BittensorError as e:  # refused before signing (e.g. all weights quantise to zero)
-            return WeightsResult(False, str(e), "invalid_weights", current)
+            return WeightsResult(False, str(e), e.code, current, retry_after_s=e.retry_after_s)
+        except Exception as e:  # noqa: BLE001 - set_weights never raises
+            built = getattr(intent, "built", False)
+            if isinstance(e, bt.BittensorError) and not isinstance(e, bt.ChainError) and not built:
+                # Refused before signing, e.g. all weights quantise to zero.
+                return WeightsResult(False, str(e), "invalid_weights", current)
+            error = translate("set weights", e, submitted=built)
+            return WeightsResult(False, str(error), error.code, current, retry_after_s=error.retry_after_s)
         if not result.success:
-            return WeightsResult(False, result.message, _code_of(result.error), _included_block(result) or current)
+            return WeightsResult(False, result.message, code_of(result.error, submitted=True),
+                                 _included_block(result) or current)
         block = _included_block(result) or current
         self._last_set_block = block
+        reveal_round = result.data.get("reveal_round")
+        if reveal_round is not None:
+            return WeightsResult(True, f"weights committed on {len(uids)} uid(s); revealed at drand round "
+                                       f"{reveal_round}", "", block, reveal_round=int(reveal_round))
         return WeightsResult(True, f"weights set on {len(uids)} uid(s)", "", block)
 
     def weights_rate_limit(self) -> int:
@@ -290,7 +334,7 @@ class BittensorChain:
         if not self._thread.is_alive():
             self._loop.close()
 
-    def __enter__(self) -> "BittensorChain":
+    def __enter__(self) -> BittensorChain:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -298,18 +342,6 @@ class BittensorChain:
 
     def __repr__(self) -> str:
         return f"BittensorChain(network={self.network!r}, netuid={self.netuid})"
-
-
-# Runtime error names whose SDK code says less than ours does.
-_NAME_CODES = {"AccountNotAllowedCommit": "not_registered", "NeuronNoValidatorPermit": "no_permit"}
-
-
-def _code_of(error: Any) -> str:
-    """Our short code for an SDK ChainError (None -> 'rejected')."""
-    if getattr(error, "name", None) in _NAME_CODES:
-        return _NAME_CODES[error.name]
-    code = getattr(getattr(error, "code", None), "value", None)
-    return code if code in _PASSED_CODES else "rejected"
 
 
 def _included_block(result: Any) -> int | None:

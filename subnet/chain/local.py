@@ -6,8 +6,13 @@ they follow the wall clock from a genesis timestamp stored in the file,
 `block = floor((now - genesis) / block_time) + offset`, so every process agrees on the current
 block without talking to the others. The rules the validator and miner depend on mirror the real
 chain: commitments keep the block they were made in, weights and commitments are rate limited per
-hotkey in blocks, only registered hotkeys may do either, and only those with a validator permit
-may set weights.
+hotkey in blocks, only registered hotkeys may do either, only those with a validator permit may
+set weights, a weight vector must have `min(subnet_n, MinAllowedWeights)` entries (met by
+`subnet.chain.weights`), and with commit-reveal on (`set_commit_reveal`) weights are committed and
+only applied `reveal_period` blocks later: the "reveal round" of the local chain is that block.
+
+Any SQLite failure (a locked or broken database file) is a `ChainError` with code 'unavailable',
+never a raw `sqlite3` exception.
 """
 
 from __future__ import annotations
@@ -18,11 +23,18 @@ import math
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from subnet.chain.base import ChainError, Commitment, Metagraph, Neuron, WeightsResult
+from subnet.chain.local_admin import (  # noqa: F401 - WeightSetting and the default re-exported
+    DEFAULT_REVEAL_PERIOD,
+    LocalChainAdmin,
+    WeightSetting,
+    _db_errors,
+)
+from subnet.chain.weights import fill_floats_to_minimum, required_count, weights_problem
 
 MAX_COMMITMENT_BYTES = 128
 DEFAULT_WEIGHTS_RATE_LIMIT = 100  # blocks, as on most mainnet subnets
@@ -37,7 +49,8 @@ CREATE TABLE IF NOT EXISTS neurons (
     coldkey TEXT NOT NULL,
     stake REAL NOT NULL,
     validator_permit INTEGER NOT NULL,
-    last_update INTEGER NOT NULL DEFAULT 0
+    last_update INTEGER NOT NULL DEFAULT 0,
+    registered_at INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS commitments (
     hotkey TEXT PRIMARY KEY,
@@ -50,23 +63,24 @@ CREATE TABLE IF NOT EXISTS weight_sets (
     block INTEGER NOT NULL,
     weights TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS weight_commits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    validator TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    reveal_block INTEGER NOT NULL,
+    weights TEXT NOT NULL
+);
 """
 
 
-@dataclass(frozen=True)
-class WeightSetting:
-    """One accepted `set_weights` call: who, when, and the normalised weights by uid."""
-
-    validator: str
-    block: int
-    weights: dict[int, float]
 
 
-class LocalChain:
+class LocalChain(LocalChainAdmin):
     """`Chain` over a SQLite file. `wallet` (a bittensor Wallet) signs commits and weights; without
     one the chain is read-only. `block_time` only applies when this call creates the file: the
     file's stored value wins afterwards, so every process sees the same blocks."""
 
+    @_db_errors
     def __init__(self, path: str | Path, netuid: int = 1, wallet: Any = None, block_time: float = 12.0) -> None:
         if block_time <= 0 or not math.isfinite(block_time):
             raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
@@ -85,19 +99,25 @@ class LocalChain:
             # One statement at a time: executescript would commit the surrounding transaction.
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                 db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(neurons)")}
+            if "registered_at" not in columns:  # a chain file made before registrations kept their block
+                db.execute("ALTER TABLE neurons ADD COLUMN registered_at INTEGER NOT NULL DEFAULT 0")
             defaults = {
                 "genesis": repr(time.time()),
                 "block_time": repr(float(block_time)),
                 "offset": "0",
                 "weights_rate_limit": str(DEFAULT_WEIGHTS_RATE_LIMIT),
                 "commit_rate_limit": str(DEFAULT_COMMIT_RATE_LIMIT),
+                "commit_reveal": "0",
+                "reveal_period": str(DEFAULT_REVEAL_PERIOD),
+                "min_allowed_weights": "0",
             }
             db.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", defaults.items())
 
     # ------------------------------------------------------------------ plumbing
 
     class _Transaction:
-        def __init__(self, chain: "LocalChain") -> None:
+        def __init__(self, chain: LocalChain) -> None:
             self.chain = chain
 
         def __enter__(self) -> sqlite3.Connection:
@@ -115,7 +135,7 @@ class LocalChain:
             finally:
                 self.chain._lock.release()
 
-    def _write(self) -> "_Transaction":
+    def _write(self) -> _Transaction:
         """An immediate (write-locking) transaction: read-check-write sequences stay atomic across processes."""
         if self._db is None:
             raise ChainError(f"local chain {self.path} is closed", code="closed")
@@ -150,9 +170,11 @@ class LocalChain:
 
     # ------------------------------------------------------------------ Chain protocol
 
+    @_db_errors
     def current_block(self) -> int:
         return self._block_from(self._meta())
 
+    @_db_errors
     def block_hash(self, block: int) -> str:
         block = int(block)
         current = self.current_block()
@@ -160,16 +182,19 @@ class LocalChain:
             raise ChainError(f"block {block} does not exist yet (current block {current})", code="unknown_block")
         return "0x" + hashlib.sha256(f"local:{self.netuid}:{block}".encode()).hexdigest()
 
+    @_db_errors
     def metagraph(self) -> Metagraph:
         with self._lock:
             block = self.current_block()
             rows = self._read(
-                "SELECT uid, hotkey, coldkey, stake, validator_permit, last_update FROM neurons ORDER BY uid"
+                "SELECT uid, hotkey, coldkey, stake, validator_permit, last_update, registered_at FROM neurons "
+                "ORDER BY uid"
             )
-        neurons = tuple(Neuron(uid, hk, ck, float(stake), bool(permit), int(last))
-                        for uid, hk, ck, stake, permit, last in rows)
+        neurons = tuple(Neuron(uid, hk, ck, float(stake), bool(permit), int(last), int(registered))
+                        for uid, hk, ck, stake, permit, last, registered in rows)
         return Metagraph(netuid=self.netuid, block=block, neurons=neurons)
 
+    @_db_errors
     def commitments(self) -> list[Commitment]:
         rows = self._read(
             "SELECT c.hotkey, c.block, c.data FROM commitments c JOIN neurons n ON n.hotkey = c.hotkey "
@@ -177,6 +202,7 @@ class LocalChain:
         )
         return [Commitment(hotkey, int(block), data) for hotkey, block, data in rows]
 
+    @_db_errors
     def commit(self, data: str) -> int:
         hotkey = self._hotkey()
         if not isinstance(data, str):
@@ -204,7 +230,9 @@ class LocalChain:
             )
         return block
 
+    @_db_errors
     def set_weights(self, uids: Sequence[int], weights: Sequence[float], version_key: int) -> WeightsResult:
+        """As on the real chain; a locked or broken database raises ChainError('unavailable')."""
         try:
             hotkey = self._hotkey()
         except ChainError as e:
@@ -212,12 +240,12 @@ class LocalChain:
         problem = weights_problem(uids, weights)
         if problem:
             return WeightsResult(False, problem, "invalid_weights")
-        total = float(sum(weights))
-        normalised = {int(u): float(w) / total for u, w in zip(uids, weights) if w > 0}
         with self._write() as db:
             meta = self._meta(db)
             block = self._block_from(meta)
-            row = db.execute("SELECT uid, validator_permit FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
+            self._reveal_due(db, block)
+            row = db.execute("SELECT uid, validator_permit, last_update FROM neurons WHERE hotkey = ?",
+                             (hotkey,)).fetchone()
             if row is None:
                 return WeightsResult(False, f"hotkey {hotkey} is not registered on netuid {self.netuid}",
                                      "not_registered", block)
@@ -225,29 +253,41 @@ class LocalChain:
                 # As on the real chain: only neurons holding a validator permit may set weights.
                 return WeightsResult(False, f"hotkey {hotkey} (uid {row[0]}) has no validator permit on netuid "
                                      f"{self.netuid}", "no_permit", block)
-            known = {uid for (uid,) in db.execute("SELECT uid FROM neurons")}
-            unknown = sorted(set(normalised) - known)
+            registered = [uid for (uid,) in db.execute("SELECT uid FROM neurons ORDER BY uid")]
+            unknown = sorted({int(u) for u, w in zip(uids, weights) if w > 0} - set(registered))
             if unknown:
                 return WeightsResult(False, f"uids {unknown} are not registered", "invalid_weights", block)
-            limit = int(meta["weights_rate_limit"])
-            (last,) = db.execute("SELECT MAX(block) FROM weight_sets WHERE validator = ?", (hotkey,)).fetchone()
-            if last is not None and block - int(last) < limit:
-                return WeightsResult(
-                    False,
-                    f"weights last set at block {last}; the rate limit is {limit} blocks, "
-                    f"retry in {limit - (block - last)} block(s)",
-                    "rate_limited",
-                    block,
-                )
+            limit, last = int(meta["weights_rate_limit"]), int(row[2])
+            if last > 0 and block - last < limit:
+                return WeightsResult(False, f"weights last set at block {last}; the rate limit is {limit} blocks, "
+                                            f"retry in {limit - (block - last)} block(s)", "rate_limited", block)
+            required = required_count(len(registered), int(meta["min_allowed_weights"]))
+            kept = [(int(u), float(w)) for u, w in zip(uids, weights) if int(u) in set(registered)]
+            filled_uids, filled = fill_floats_to_minimum([u for u, _ in kept], [w for _, w in kept], registered,
+                                                         required)
+            total = sum(filled)
+            normalised = json.dumps(sorted((u, w / total) for u, w in zip(filled_uids, filled)))
             db.execute("UPDATE neurons SET last_update = ? WHERE uid = ?", (block, row[0]))
-            db.execute(
-                "INSERT INTO weight_sets (validator, block, weights) VALUES (?, ?, ?)",
-                (hotkey, block, json.dumps(sorted(normalised.items()))),
-            )
-        return WeightsResult(True, f"weights set on {len(normalised)} uid(s)", "", block)
+            if meta["commit_reveal"] == "1":
+                reveal = block + int(meta["reveal_period"])
+                db.execute("INSERT INTO weight_commits (validator, block, reveal_block, weights) VALUES (?, ?, ?, ?)",
+                           (hotkey, block, reveal, normalised))
+                return WeightsResult(True, f"weights committed on {len(filled_uids)} uid(s); revealed at block "
+                                           f"{reveal}", "", block, reveal_round=reveal)
+            db.execute("INSERT INTO weight_sets (validator, block, weights) VALUES (?, ?, ?)",
+                       (hotkey, block, normalised))
+        return WeightsResult(True, f"weights set on {len(filled_uids)} uid(s)", "", block)
 
-    def weights_rate_limit(self) -> int:
-        return int(self._meta()["weights_rate_limit"])
+    def _reveal_due(self, db: sqlite3.Connection, block: int) -> None:
+        """Apply every commit whose reveal block has come, as the chain does at its reveal epoch
+        (a committer that is no longer registered is dropped, as a failed reveal is)."""
+        due = db.execute("SELECT id, validator, reveal_block, weights FROM weight_commits WHERE reveal_block <= ? "
+                         "ORDER BY id", (block,)).fetchall()
+        for commit_id, validator, reveal_block, weights in due:
+            if db.execute("SELECT 1 FROM neurons WHERE hotkey = ?", (validator,)).fetchone() is not None:
+                db.execute("INSERT INTO weight_sets (validator, block, weights) VALUES (?, ?, ?)",
+                           (validator, reveal_block, weights))
+            db.execute("DELETE FROM weight_commits WHERE id = ?", (commit_id,))
 
     def close(self) -> None:
         with self._lock:
@@ -255,119 +295,11 @@ class LocalChain:
                 self._db.close()
                 self._db = None
 
-    def __enter__(self) -> "LocalChain":
+    def __enter__(self) -> LocalChain:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ devnet and test helpers
-
-    def register(self, hotkey_ss58: str, coldkey_ss58: str = "", stake: float = 0.0,
-                 validator_permit: bool = False) -> int:
-        """Give a hotkey a uid (the lowest free one, so a uid freed by `deregister` is reused, as on the
-        real chain). Idempotent: a registered hotkey keeps its uid, and its coldkey, stake and permit
-        are updated to the values given. Only a neuron with `validator_permit` may set weights."""
-        if not hotkey_ss58:
-            raise ValueError("hotkey_ss58 must not be empty")
-        with self._write() as db:
-            row = db.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey_ss58,)).fetchone()
-            if row is not None:
-                db.execute("UPDATE neurons SET coldkey = ?, stake = ?, validator_permit = ? WHERE uid = ?",
-                           (coldkey_ss58, float(stake), int(bool(validator_permit)), row[0]))
-                return int(row[0])
-            (uid,) = db.execute(
-                "SELECT MIN(u) FROM (SELECT 0 AS u UNION SELECT uid + 1 FROM neurons) "
-                "WHERE u NOT IN (SELECT uid FROM neurons)"
-            ).fetchone()
-            db.execute(
-                "INSERT INTO neurons (uid, hotkey, coldkey, stake, validator_permit) VALUES (?, ?, ?, ?, ?)",
-                (uid, hotkey_ss58, coldkey_ss58, float(stake), int(bool(validator_permit))),
-            )
-            return int(uid)
-
-    def deregister(self, hotkey_ss58: str) -> int:
-        """Remove a hotkey from the subnet and free its uid; returns that uid.
-
-        The real chain never leaves a uid empty: a new registration replaces the hotkey with the
-        lowest pruning score. Here the uid stays free until the next `register`, which takes it, so
-        tests can replay both a departure and a uid's reuse by another hotkey. The hotkey's
-        commitment stays stored (commitments are keyed by hotkey) but, like the real chain's
-        metagraph, `commitments()` lists only registered hotkeys."""
-        with self._write() as db:
-            row = db.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey_ss58,)).fetchone()
-            if row is None:
-                raise ChainError(f"hotkey {hotkey_ss58} is not registered on netuid {self.netuid}",
-                                 code="not_registered")
-            db.execute("DELETE FROM neurons WHERE uid = ?", (row[0],))
-            return int(row[0])
-
-    def weights_of(self, validator_hotkey: str) -> dict[int, float]:
-        """The latest weights a validator set (uid -> normalised weight); empty if it never set any."""
-        rows = self._read("SELECT weights FROM weight_sets WHERE validator = ? ORDER BY id DESC LIMIT 1",
-                          (validator_hotkey,))
-        return {int(u): float(w) for u, w in json.loads(rows[0][0])} if rows else {}
-
-    def weight_history(self) -> list[WeightSetting]:
-        """Every accepted weight setting, oldest first."""
-        rows = self._read("SELECT validator, block, weights FROM weight_sets ORDER BY id")
-        return [WeightSetting(v, int(b), {int(u): float(w) for u, w in json.loads(ws)}) for v, b, ws in rows]
-
-    def advance(self, blocks: int) -> int:
-        """Move the chain `blocks` blocks forward at once (tests need not sleep); returns the new block."""
-        if blocks < 0:
-            raise ValueError("a chain cannot go back in time")
-        with self._write() as db:
-            db.execute("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT) WHERE key = 'offset'",
-                       (int(blocks),))
-            return self._block_from(self._meta(db))
-
-    def set_block_time(self, block_time: float) -> None:
-        """Change the block time for every process, keeping the current block where it is."""
-        if block_time <= 0 or not math.isfinite(block_time):
-            raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
-        with self._write() as db:
-            meta = self._meta(db)
-            now = time.time()
-            block = self._block_from(meta, now)
-            offset = int(meta["offset"])
-            # Keep `block` and the progress into it unchanged under the new block time.
-            old_bt = float(meta["block_time"])
-            into = ((now - float(meta["genesis"])) % old_bt) / old_bt
-            genesis = now - ((block - offset) + into) * block_time
-            db.execute("UPDATE meta SET value = ? WHERE key = 'genesis'", (repr(genesis),))
-            db.execute("UPDATE meta SET value = ? WHERE key = 'block_time'", (repr(float(block_time)),))
-
-    @property
-    def block_time(self) -> float:
-        return float(self._meta()["block_time"])
-
-    def set_weights_rate_limit(self, blocks: int) -> None:
-        self._set_meta("weights_rate_limit", int(blocks))
-
-    def set_commit_rate_limit(self, blocks: int) -> None:
-        self._set_meta("commit_rate_limit", int(blocks))
-
-    def _set_meta(self, key: str, value: int) -> None:
-        if value < 0:
-            raise ValueError(f"{key} must be >= 0, got {value}")
-        with self._write() as db:
-            db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(value), key))
-
     def __repr__(self) -> str:
         return f"LocalChain(path={str(self.path)!r}, netuid={self.netuid})"
-
-
-def weights_problem(uids: Sequence[int], weights: Sequence[float]) -> str:
-    """Why a weight vector would be rejected, or '' if it is acceptable (shared by both adapters)."""
-    if len(uids) != len(weights):
-        return f"uids and weights differ in length ({len(uids)} vs {len(weights)})"
-    if len(set(int(u) for u in uids)) != len(uids):
-        return "duplicate uids"
-    if any(int(u) < 0 for u in uids):
-        return "negative uid"
-    if any(not math.isfinite(float(w)) or float(w) < 0 for w in weights):
-        return "weights must be finite and non-negative"
-    if not weights or float(sum(weights)) <= 0:
-        return "all weights are zero; nothing to set"
-    return ""
