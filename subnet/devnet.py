@@ -24,6 +24,7 @@ NETUID = 1
 COMPETITION = "tiny"
 SEED_WINDOW = 10  # blocks; mainnet uses 150
 ELIGIBILITY_MARGIN = 2
+REVEAL_PERIOD = 4  # blocks from a weights commit to its reveal, with --commit-reveal
 
 
 @dataclass
@@ -35,6 +36,7 @@ class DevnetPlan:
     block_time: float = 0.5
     api_port: int = 0
     keep: bool = False
+    commit_reveal: bool = False  # weights are committed, and revealed by the local chain REVEAL_PERIOD blocks later
 
     @property
     def steps(self) -> list[int]:
@@ -57,6 +59,7 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
 
     with LocalChain(chain_path, netuid=NETUID, block_time=plan.block_time) as chain:
         chain.set_weights_rate_limit(2)
+        chain.set_commit_reveal(plan.commit_reveal, REVEAL_PERIOD)
         validator = create_wallet(wallets_dir, "validator")
         chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0,
                        validator_permit=True)
@@ -90,7 +93,23 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
         chain.advance(SEED_WINDOW + ELIGIBILITY_MARGIN + 1)
 
     summary = _run_validator(root, plan, console)
+    if plan.commit_reveal:
+        _wait_for_reveals(root, plan, console)
     return _report(root, roles, summary, console)
+
+
+def _wait_for_reveals(root: Path, plan: DevnetPlan, console: Console) -> None:
+    """With commit-reveal, the validator's last commit is applied only REVEAL_PERIOD blocks later."""
+    from subnet.chain.local import LocalChain
+
+    with LocalChain(root / "chain.sqlite", netuid=NETUID) as chain:
+        pending = chain.pending_commits()
+        if pending:
+            console.print(f"waiting for {len(pending)} weights commit(s) to be revealed at block "
+                          f"{max(p[2] for p in pending)}")
+        deadline = time.monotonic() + (REVEAL_PERIOD + 2) * plan.block_time
+        while chain.pending_commits() and time.monotonic() < deadline:
+            time.sleep(plan.block_time / 2)
 
 
 def _train_miner(out_dir: Path, steps: int, seed: int, console: Console) -> Path:
@@ -173,13 +192,17 @@ def register(app: typer.Typer) -> None:
         base_steps: int = typer.Option(25, "--base-steps", min=1, help="Training steps of the weakest miner."),
         block_time: float = typer.Option(0.5, "--block-time", help="Seconds per local block."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
+        commit_reveal: bool = typer.Option(False, "--commit-reveal",
+                                           help="Commit-reveal weights: committed, revealed by the chain "
+                                                f"{REVEAL_PERIOD} blocks later."),
         keep: bool = typer.Option(False, "--keep", help="Leave the validator and its status API running."),
         api_port: int = typer.Option(8091, "--api-port", help="Status API port (0: none)."),
     ) -> None:
         """Run the whole subnet locally: chain, store, miners, a copy-cat and a validator."""
         console = wide_console(stderr=as_json)
         plan = DevnetPlan(directory=directory, miners=miners, rounds=rounds, base_steps=base_steps,
-                          block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep)
+                          block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep,
+                          commit_reveal=commit_reveal)
         started = time.monotonic()
         result = run_devnet(plan, console)
         console.print(f"devnet finished in {time.monotonic() - started:.0f}s; weights set on chain: {result['weights_set']}")

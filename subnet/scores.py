@@ -101,6 +101,35 @@ def rows_from_api(url: str, competition: str | None = None, deregistered: bool =
     return [r for r in rows if competition is None or r.get("competition") == competition]
 
 
+def weights_from_state(state_dir: Path) -> dict | None:
+    """The validator's last weights: "committed, reveals at round R" on a commit-reveal subnet."""
+    from subnet.validator.scores import weights_summary
+    from subnet.validator.state import ValidatorState
+
+    db = Path(state_dir).expanduser()
+    db = db if db.suffix == ".sqlite" else db / "state.sqlite"
+    try:
+        state = ValidatorState(db)
+    except Exception:  # noqa: BLE001 - rows_from_state already said what is wrong with the file
+        return None
+    try:
+        return weights_summary(state)
+    finally:
+        state.close()
+
+
+def weights_from_api(url: str, timeout_s: float = 10.0) -> dict | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/scores", timeout=timeout_s) as response:
+            payload = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    weights = payload.get("weights") if isinstance(payload, dict) else None
+    return weights if isinstance(weights, dict) else None
+
+
 def _fmt(x, spec: str) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, spec)
 
@@ -214,5 +243,8 @@ def register(app: typer.Typer) -> None:
             console.print("no models to show yet" + (f" for competition {competition!r}" if competition else ""))
         else:
             render(rows, console, title=f"scores ({state or url})")
+        weights = weights_from_state(state) if state is not None else weights_from_api(url)
+        if weights:
+            console.print(f"weights: {weights.get('text')}")
         if as_json:
-            print(json.dumps({"scores": rows}))
+            print(json.dumps({"scores": rows, "weights": weights}))

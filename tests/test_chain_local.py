@@ -202,3 +202,90 @@ def test_closed_chain_refuses_calls(tmp_path):
     with pytest.raises(ChainError) as e:
         chain.current_block()
     assert e.value.code == "closed"
+
+
+# ----------------------------------------------------------------------------- commit-reveal, locks, rules
+
+
+def test_commit_reveal_commits_and_reveals_later(tmp_path):
+    chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5V"), block_time=1000.0)
+    chain.register("5V", validator_permit=True)
+    chain.register("5M")
+    chain.set_weights_rate_limit(2)
+    chain.set_commit_reveal(True, reveal_period=3)
+    chain.advance(10)  # as on the real chain, LastUpdate 0 means "never set"
+    assert chain.commit_reveal
+    result = chain.set_weights([1], [1.0], 1)
+    assert result.success and result.committed and result.reveal_round == result.block + 3
+    assert chain.pending_commits() == [("5V", result.block, result.block + 3)]
+    assert chain.weights_of("5V") == {} and chain.weight_history() == []  # a commit is not weights
+    assert chain.metagraph().neurons[0].last_update == result.block  # but it counts for the rate limit
+    assert chain.set_weights([1], [1.0], 1).code == "rate_limited"
+    chain.advance(3)
+    assert chain.weights_of("5V") == {1: 1.0} and chain.pending_commits() == []
+    [applied] = chain.weight_history()
+    assert applied.block == result.block + 3  # applied at the reveal block
+
+
+def test_a_commit_of_a_deregistered_validator_is_dropped_at_reveal(tmp_path):
+    chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5V"), block_time=1000.0)
+    chain.register("5V", validator_permit=True)
+    chain.set_commit_reveal(True, reveal_period=2)
+    assert chain.set_weights([0], [1.0], 1).committed
+    chain.deregister("5V")
+    chain.advance(2)
+    assert chain.weight_history() == [] and chain.pending_commits() == []
+
+
+@pytest.mark.parametrize("min_allowed", [1024, 8])
+def test_min_allowed_weights_fills_every_uid_on_a_small_subnet(tmp_path, min_allowed):
+    chain = LocalChain(tmp_path / "c.sqlite", wallet=fake_wallet("5V"), block_time=1000.0)
+    for h in ("5V", "5A", "5B", "5C"):
+        chain.register(h, validator_permit=h == "5V")
+    chain.set_min_allowed_weights(min_allowed)
+    assert chain.set_weights([2, 1], [1.0, 0.0], 1).success
+    weights = chain.weights_of("5V")
+    assert set(weights) == {0, 1, 2, 3}
+    assert weights[2] > 0.999 and weights[0] == weights[1] == weights[3] > 0
+
+
+def test_a_locked_chain_database_is_a_chain_error(tmp_path, monkeypatch):
+    import sqlite3
+
+    import subnet.chain.local as local
+
+    monkeypatch.setattr(local, "_BUSY_TIMEOUT_S", 0.2)
+    path = tmp_path / "c.sqlite"
+    chain = LocalChain(path, wallet=fake_wallet("5V"), block_time=1000.0)
+    chain.register("5V", validator_permit=True)
+    blocker = sqlite3.connect(str(path), isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        for call in (lambda: chain.set_weights([0], [1.0], 1), lambda: chain.commit("x"),
+                     lambda: chain.register("5Other")):
+            with pytest.raises(ChainError) as e:
+                call()
+            assert e.value.code == "unavailable" and "locked" in str(e.value)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert chain.set_weights([0], [1.0], 1).success  # usable again once the lock is gone
+    chain.close()
+
+
+def test_an_old_chain_file_gains_the_registration_block(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(str(path))
+    db.execute("CREATE TABLE neurons (uid INTEGER PRIMARY KEY, hotkey TEXT NOT NULL UNIQUE, coldkey TEXT NOT NULL,"
+               " stake REAL NOT NULL, validator_permit INTEGER NOT NULL, last_update INTEGER NOT NULL DEFAULT 0)")
+    db.execute("INSERT INTO neurons VALUES (0, '5Old', '5Cold', 1.0, 0, 0)")
+    db.commit()
+    db.close()
+    chain = LocalChain(path)
+    assert chain.metagraph().neurons[0].block_at_registration == 0
+    chain.advance(7)
+    uid = chain.register("5New")
+    assert chain.metagraph().neurons[uid].block_at_registration == chain.current_block()
+    chain.close()

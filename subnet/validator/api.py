@@ -17,7 +17,7 @@ from aiohttp import web
 from subnet.competitions import Competition
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.scores import scores_table
+from subnet.validator.scores import scores_table, weights_summary
 from subnet.validator.state import ValidatorState
 
 
@@ -48,7 +48,8 @@ def build_app(
         block = _safe_block(current_block)
         rows = await asyncio.to_thread(scores_table, state, competition, block, competitions,
                                        include_deregistered=departed)
-        return web.json_response({"current_block": block, "scores": rows})
+        weights = await asyncio.to_thread(weights_summary, state)
+        return web.json_response({"current_block": block, "scores": rows, "weights": weights})
 
     async def rounds(request: web.Request) -> web.Response:
         try:
@@ -63,7 +64,8 @@ def build_app(
                 "id": r.id, "block": r.block, "seed": r.seed, "status": r.status, "error": r.error,
                 "started_at": r.started_at, "finished_at": r.finished_at,
                 "data": state.round_data(r.id),
-                "weights": [{"status": a.status, "block": a.block, "message": a.message} for a in attempts],
+                "weights": [{"status": a.status, "block": a.block, "message": a.message, "code": a.code,
+                             "reveal_round": a.reveal_round} for a in attempts],
                 "failures": state.round_failures(r.id),
             })
         return web.json_response({"rounds": out})

@@ -163,6 +163,8 @@ class Daemon:
             deps.metrics.chain_errors.inc()
             deps.metrics.rounds.labels(status="chain_error").inc()
             backoff = min(cfg.max_chain_backoff_s, 2.0 ** self.stats.consecutive_chain_failures)
+            if e.code == "rate_limited" and e.retry_after_s:  # the endpoint said how long: hammering it is worse
+                backoff = max(backoff, e.retry_after_s)
             self._record_error("chain", e)
             log.warning("round failed on the chain (%s: %s); retrying in %.0f s", e.code, e, backoff)
             return backoff

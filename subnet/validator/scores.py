@@ -131,3 +131,19 @@ def _advantage(age: int | None, competition: Competition | None) -> float | None
 
 def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
+
+
+def weights_summary(state: ValidatorState) -> dict:
+    """What this validator last sent to the chain. On a commit-reveal subnet that is a commit, shown as
+    "committed, reveals at round R" and never as weights set: the chain applies it only at R."""
+    from subnet.validator.state.weights import weights_status_text
+
+    attempt = state.latest_weights_attempt()
+    return {
+        "status": None if attempt is None else ("committed" if attempt.committed else attempt.status),
+        "round_id": None if attempt is None else attempt.round_id,
+        "block": None if attempt is None else attempt.block,
+        "reveal_round": None if attempt is None else attempt.reveal_round,
+        "text": weights_status_text(attempt),
+    }
+

@@ -1,4 +1,10 @@
-"""Step 7 of a round: weights from the stored EMA onto the chain, at most one success per round."""
+"""Step 7 of a round: weights from the stored EMA onto the chain, at most one success per round.
+
+Every outcome is recorded on the attempt with the chain's code. On a commit-reveal subnet a
+success is a commit: its reveal round is recorded and shown ("committed, reveals at round R"),
+never counted as weights the chain applied. An attempt whose outcome is unknown (a lost watch, a
+timed-out write) is recorded as such and never resent in the same round.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import logging
 import math
 from typing import Sequence
 
-from subnet.chain.base import Chain, ChainError, Metagraph
+from subnet.chain.base import Chain, ChainError, Metagraph, WeightsResult
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.context import RoundDeps
@@ -15,12 +21,19 @@ from subnet.validator.weighting import new_registrations, uid_weights
 
 log = logging.getLogger(__name__)
 
-# set_weights refusals that an immediate retry cannot change: the next round tries again.
-NOT_RETRIED_CODES = frozenset({"rate_limited", "not_registered", "rejected", "no_permit", "no_wallet",
-                               "invalid_weights"})
+# Only a failure of the chain itself is retried within a round; a refusal of our weights (rate
+# limit, arguments, permit, ...) or a mismatch with the runtime would fail the same way again.
+RETRIED_CODES = frozenset({"connection", "unavailable", "chain_error"})
+# The submission may have landed: recorded as unknown, never resent in this round.
+UNKNOWN_OUTCOME_CODES = frozenset({"unknown_outcome", "timeout"})
+# Failures of the chain (not refusals of our weights): counted in the chain-error metric.
+CHAIN_FAILURE_CODES = RETRIED_CODES | UNKNOWN_OUTCOME_CODES | {"runtime_mismatch", "closed"}
 
 
 def weights_due(chain: Chain, state: ValidatorState, block: int, config: ValidatorConfig) -> tuple[bool, str]:
+    """Due when the interval has passed since the last success (or commit) at `block`, which must be
+    the *current* block: a round's start block lags by the round's length, and with back-to-back
+    rounds every other round would skip its weights."""
     last = state.last_weights_success_block()
     if last is None:
         return True, ""
@@ -47,6 +60,10 @@ def set_weights(
     if not cfg.set_weights:
         log.info("round %d: --dont-set-weights: would set %s", round_id, dict(zip(uids, weights)))
         return st.ROUND_DONE
+    try:
+        block = chain.current_block()
+    except ChainError as e:  # the due-check falls back to the round's block; the call below will tell
+        log.warning("round %d: current block unavailable (%s: %s)", round_id, e.code, e)
     due, why = weights_due(chain, state, block, cfg)
     if not due:
         log.info("round %d: weights not due (%s)", round_id, why)
@@ -60,26 +77,35 @@ def set_weights(
 
             result = chain.set_weights(list(uids), list(weights), VERSION_KEY)
         except ChainError as e:
-            state.record_weights_outcome(attempt_id, False, f"{e.code}: {e}")
+            result = WeightsResult(False, str(e), e.code, retry_after_s=e.retry_after_s)
+        except Exception as e:  # noqa: BLE001 - never leave an intent dangling
+            state.record_weights_outcome(attempt_id, False, f"{type(e).__name__}: {e}", code="error")
             deps.metrics.weight_attempts.labels(result="error").inc()
-            code = e.code
-        else:
-            state.record_weights_outcome(attempt_id, result.success, result.message or result.code, result.block)
-            deps.metrics.weight_attempts.labels(result="success" if result.success else "failed").inc()
-            if result.success:
-                return st.ROUND_WEIGHTS_SET
-            code = result.code
+            raise
+        code = result.code
+        unknown = not result.success and code in UNKNOWN_OUTCOME_CODES
+        state.record_weights_outcome(attempt_id, result.success, result.message or code, result.block, code=code,
+                                     reveal_round=result.reveal_round, unknown=unknown)
+        outcome = "success" if result.success else "unknown" if unknown else "failed"
+        deps.metrics.weight_attempts.labels(result=outcome).inc()
+        if code in CHAIN_FAILURE_CODES:
+            deps.metrics.chain_errors.inc()
+        if result.success:
+            if result.reveal_round is not None:
+                log.info("round %d: weights committed, reveals at round %d", round_id, result.reveal_round)
+            return st.ROUND_WEIGHTS_SET
         if code == "no_permit":
             log.error("round %d: the chain refused weights: this validator's hotkey has no validator permit "
                       "(too little stake, or not among the subnet's top validators); not retrying this round",
                       round_id)
             break
-        log.warning("round %d: set_weights attempt %d failed (%s)", round_id, attempt + 1, code)
-        if code in NOT_RETRIED_CODES or deps.stop.is_set():
+        log.warning("round %d: set_weights attempt %d failed (%s: %s)", round_id, attempt + 1, code, result.message)
+        if unknown:
+            break  # it may have landed: never resent in this round (and never reported as set)
+        if code not in RETRIED_CODES or deps.stop.is_set():
             break
         deps.stop.wait(min(2.0**attempt, 10.0))
     return st.ROUND_DONE
-
 
 
 def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int) -> str:

@@ -116,6 +116,12 @@ class AttemptRecord:
     status: str
     message: str | None
     created_at: float
+    reveal_round: int | None = None  # a commit (commit-reveal subnet): the chain applies it at this round
+    code: str | None = None  # the chain's code for a refusal or failure
+
+    @property
+    def committed(self) -> bool:
+        return self.status == ATTEMPT_SUCCESS and self.reveal_round is not None
 
 
 # meta key: the id of the latest round whose registrations were recorded

@@ -144,6 +144,19 @@ def _m3_registrations(db: sqlite3.Connection) -> None:
     )
 
 
+def _m4_weights_commits(db: sqlite3.Connection) -> None:
+    """Weight attempts keep the chain's code for a refusal, and the reveal round of a commit.
+
+    On a commit-reveal subnet a successful attempt is a *commit*: the chain applies the weights only
+    at `reveal_round`, so the status shows "committed, reveals at round R" rather than weights set.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(weight_attempts)")}
+    for name, kind in (("reveal_round", "INTEGER"), ("code", "TEXT")):
+        if name not in columns:
+            db.execute(f"ALTER TABLE weight_attempts ADD COLUMN {name} {kind}")
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta, _m3_registrations]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta, _m3_registrations,
+                                                          _m4_weights_commits]
 SCHEMA_VERSION = len(MIGRATIONS)
