@@ -95,3 +95,37 @@ def test_a_commit_is_recorded_with_its_reveal_round(world):
 
     assert weights_summary(world.state)["text"] == f"committed, reveals at round {attempt.reveal_round}"
     assert world.admin.weight_history() == []  # not applied yet
+
+
+def test_status_api_and_scores_cli_say_committed_with_the_reveal_round(world):
+    import json
+    import urllib.request
+
+    from typer.testing import CliRunner
+
+    from subnet.cli import app
+    from subnet.validator.api import StatusServer, build_app
+    from subnet.validator.metrics import ValidatorMetrics
+
+    world.admin.set_commit_reveal(True, reveal_period=5)
+    rid = _round(world.state, 100)
+    set_weights(world.deps, rid, [1], [1.0], 100)
+    [attempt] = world.state.weight_attempts(rid)
+    expected = f"committed, reveals at round {attempt.reveal_round}"
+    server = StatusServer(build_app(world.state, ValidatorMetrics()), "127.0.0.1", 0)
+    port = server.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/scores", timeout=10) as response:
+            payload = json.loads(response.read())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/rounds", timeout=10) as response:
+            rounds = json.loads(response.read())["rounds"]
+        via_api = CliRunner().invoke(app, ["scores", "--url", f"http://127.0.0.1:{port}"])
+    finally:
+        server.stop()
+    assert payload["weights"]["status"] == "committed" and payload["weights"]["text"] == expected
+    [sent] = next(r for r in rounds if r["id"] == rid)["weights"]
+    assert sent["reveal_round"] == attempt.reveal_round
+    via_state = CliRunner().invoke(app, ["scores", "--state", str(world.state.path)])
+    for result in (via_api, via_state):
+        assert result.exit_code == 0, result.output
+        assert f"weights: {expected}" in " ".join(result.output.split())
