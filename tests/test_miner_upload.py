@@ -199,3 +199,19 @@ def test_a_commitment_that_never_lands_keeps_the_repo_private(world, monkeypatch
     commit = world["store"].upload(world["final"], "miner", "tiny-e")
     with pytest.raises(ModelRejected, match="not_public"):
         world["store"].list_files("miner", "tiny-e", commit)
+
+
+class CommitOutcomeLost(CommitGoesNowhere):
+    """The commit lands, but the chain adapter cannot tell (a lost watch): ChainError('unknown_outcome')."""
+
+    def commit(self, data: str) -> int:
+        from subnet.chain.base import ChainError
+
+        self.chain.commit(data)
+        raise ChainError("commit: outcome unknown after submission", code="unknown_outcome")
+
+
+def test_a_commit_with_an_unknown_outcome_is_read_back_not_failed(world):
+    ref = upload_model(world["final"], world["store"], CommitOutcomeLost(world["chain"]), world["hotkey"], "miner",
+                       "tiny-u", TINY, echo=quiet)
+    assert committed(world["chain"], world["hotkey"]).data == ref.encode()  # it landed: the upload finished

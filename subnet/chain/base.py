@@ -121,7 +121,8 @@ class Chain(Protocol):
         ...
 
     def set_weights(self, uids: Sequence[int], weights: Sequence[float], version_key: int) -> WeightsResult:
-        """Refusals come back as a failed result with a code. The weights are fitted to the chain's
+        """Refusals come back as a failed result with a code; only a chain that cannot be used at all
+        (e.g. the local chain's database is locked) raises ChainError. The weights are fitted to the chain's
         minimum weight count (see `subnet.chain.weights`); on a commit-reveal subnet they are
         committed and `reveal_round` says when the chain applies them."""
         ...

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from subnet.chain.base import Chain
+from subnet.chain.base import Chain, ChainError
 from subnet.competitions import Competition
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import directory_hash, secure_hash
@@ -80,8 +80,13 @@ def upload_model(
     if existing is not None and existing.data == data:
         echo(f"chain already holds this commitment (block {existing.block}); not committing again")
     else:
-        block = chain.commit(data)
-        echo(f"committed {data} in block {block}")
+        try:
+            block = chain.commit(data)
+            echo(f"committed {data} in block {block}")
+        except ChainError as e:
+            if e.code != "unknown_outcome":
+                raise
+            echo(f"the commit's outcome is unknown ({e}); reading the chain back to see whether it landed")
     landed = read_back(chain, wallet_hotkey_ss58, data)
     if landed is None or landed.data != data:
         raise UploadError(
