@@ -13,7 +13,9 @@ One rule differs from the runtime: the SDK refuses locally when fewer than `MinA
 u16 values are non-zero, while the chain wants `min(subnet_n, MinAllowedWeights)` entries, zeros
 included. On a 4-uid subnet with the default 1024 the SDK could never succeed. This intent runs
 the SDK's own steps, but with the runtime's count, and fills missing uids with the smallest
-positive u16 (see `subnet.chain.weights`) so a reveal is never dropped for `WeightVecLengthIsLow`.
+positive u16 (see `subnet.chain.weights`), so the chain does not drop the reveal for
+`WeightVecLengthIsLow` (unless the subnet gains uids between the commit and its reveal: uids that
+do not exist yet cannot be weighted).
 """
 
 from __future__ import annotations
@@ -65,5 +67,6 @@ class RuntimeRuleSetWeights(bt.SetWeights):
         else:
             call = await substrate.compose(bt.calls.SubtensorModule.set_mechanism_weights(
                 netuid=self.netuid, mecid=self.mechid, dests=uids, weights=values, version_key=self.version_key))
-        self.built = True  # not a dataclass field, so never serialised; from here on a failure may follow a submission: its outcome is unknown
+        # Not a dataclass field, so never serialised. From here on a failure may follow the submission.
+        self.built = True
         return call
