@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from subnet.competitions import Competition
-from subnet.hub.download import (
-    MARKER,
-    check_listing,
-    fetch_verified,
-    model_cache_dir,
-    remove_unreferenced,
-)
+from subnet.hub.cache import MARKER, model_cache_dir, remove_unreferenced
+from subnet.hub.download import check_listing, fetch_verified
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import directory_hash, secure_hash
 from subnet.hub.local import LocalStore

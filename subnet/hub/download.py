@@ -12,17 +12,18 @@ so the next round reuses it without downloading again.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
-import re
 import shutil
+import stat
 import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from subnet.hub.cache import PARTIAL_PREFIX, hash_files, model_cache_dir, verify_cached, write_marker
 from subnet.hub.errors import ModelRejected
-from subnet.hub.hashing import directory_hash, model_files, secure_hash
+from subnet.hub.hashing import model_files, secure_hash
 from subnet.hub.model_ref import ModelRef
 from subnet.hub.store import ALLOWED_SUFFIXES, ModelStore, RepoFile
 
@@ -32,10 +33,20 @@ FORBIDDEN_SUFFIXES = (
     ".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz",
     ".py", ".pyc", ".pyo", ".so", ".dll", ".dylib", ".exe", ".sh",
 )
-MARKER = ".verified"  # hidden, so directory_hash ignores it
-_PARTIAL_PREFIX = ".partial-"
-_HOTKEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-_COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+# A model is a config, a few weight shards and tokenizer files. Listing more files than this is
+# refused before any download (each file is one request, and each one costs time and inodes).
+MAX_REPO_FILES = 256
+
+
+class DiskFull(OSError):
+    """Our disk has no room for a download: the validator's problem, never the miner's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOSPC, message)
+
+
+class FetchDeadline(TimeoutError):
+    """A model's fetch-and-check ran past its deadline."""
 
 
 # ----------------------------------------------------------------------------- shared file rules
@@ -45,12 +56,40 @@ def _suffix(path: str) -> str:
     return PurePosixPath(path).suffix.lower()
 
 
+def _utf8(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # e.g. a non-UTF-8 file name, decoded with surrogate escapes
+        return False
+    return True
+
+
 def is_safe_path(path: str) -> bool:
-    """A relative POSIX path with no '..', no absolute root and no hidden component."""
+    """A relative POSIX path in UTF-8 with no '..', no absolute root and no hidden component."""
     p = PurePosixPath(path)
-    return bool(path) and not p.is_absolute() and "\\" not in path and all(
+    return bool(path) and _utf8(path) and not p.is_absolute() and "\\" not in path and all(
         part not in ("", ".", "..") and not part.startswith(".") for part in p.parts
     )
+
+
+def check_tree(directory: Path) -> None:
+    """Refuse a directory holding symlinks, special files or non-UTF-8 names: the Hub can hold none of them.
+
+    A symlink in a local store could point anywhere on the validator's disk (/etc/passwd), and a
+    name that is not UTF-8 cannot be stored in the state, shown or hashed the same way everywhere.
+    """
+    directory = Path(directory)
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            rel = path.relative_to(directory).as_posix()
+            if not _utf8(rel):
+                raise ModelRejected("bad_listing", f"file name {ascii(rel)[:120]} is not UTF-8")
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise ModelRejected("forbidden_files", f"{rel} is a symbolic link")
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise ModelRejected("forbidden_files", f"{rel} is not a regular file")
 
 
 def is_wanted(path: str) -> bool:
@@ -61,18 +100,24 @@ def is_wanted(path: str) -> bool:
 def check_listing(files: Iterable[RepoFile], max_bytes: int) -> list[RepoFile]:
     """Apply the repo rules to a revision's listing; return the files to download.
 
-    Refuses, before any download: pickles or code anywhere in the repo ('forbidden_files'),
+    Refuses, before any download: more than MAX_REPO_FILES files ('too_many_files'), names
+    that are not UTF-8 ('bad_listing'), pickles or code anywhere in the repo ('forbidden_files'),
     path tricks ('forbidden_files'), no safetensors weights ('no_safetensors'), and a revision
     whose total size (every file, as the store reports it) exceeds `max_bytes` ('too_large').
     """
     files = list(files)
+    if len(files) > MAX_REPO_FILES:
+        raise ModelRejected("too_many_files", f"revision lists {len(files):,} files, the limit is {MAX_REPO_FILES}")
+    undecodable = [ascii(f.path)[:120] for f in files if not isinstance(f.path, str) or not _utf8(f.path)]
+    if undecodable:
+        raise ModelRejected("bad_listing", f"file names are not UTF-8: {', '.join(undecodable[:3])}")
     forbidden = sorted(f.path for f in files if _suffix(f.path) in FORBIDDEN_SUFFIXES)
     if forbidden:
         raise ModelRejected("forbidden_files", f"repo holds pickle or code files: {', '.join(forbidden[:5])}")
     unsafe = sorted(f.path for f in files if ".." in PurePosixPath(f.path).parts or f.path.startswith("/"))
     if unsafe:
         raise ModelRejected("forbidden_files", f"repo holds files with unsafe paths: {', '.join(unsafe[:5])}")
-    negative = [f.path for f in files if f.size is None or f.size < 0]
+    negative = [f.path for f in files if not isinstance(f.size, int) or isinstance(f.size, bool) or f.size < 0]
     if negative:
         raise ModelRejected("bad_listing", f"store reports no size for: {', '.join(negative[:5])}")
     total = sum(f.size for f in files)
@@ -86,6 +131,7 @@ def check_listing(files: Iterable[RepoFile], max_bytes: int) -> list[RepoFile]:
 
 def check_downloaded(directory: Path, max_bytes: int) -> int:
     """Re-check what actually landed on disk: a store can lie about sizes. Returns the byte total."""
+    check_tree(directory)
     files = model_files(directory)
     bad = [p.relative_to(directory).as_posix() for p in files if not is_wanted(p.relative_to(directory).as_posix())]
     if bad:
@@ -116,77 +162,56 @@ def check_upload_dir(local_dir: Path) -> list[Path]:
     return files
 
 
-# ----------------------------------------------------------------------------- verified cache
+# ----------------------------------------------------------------------------- fetching
 
 
-def _read_marker(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
+def ensure_free_disk(directory: Path, needed: int, floor: int) -> None:
+    """Refuse a download that would leave less than `floor` bytes free (checked before each one)."""
+    free = shutil.disk_usage(directory).free
+    if free - needed < floor:
+        raise DiskFull(f"{free:,} bytes free in {directory}; a download of {needed:,} bytes would pass "
+                       f"the floor of {floor:,}")
 
 
-def verified_directory_hash(directory: Path) -> str | None:
-    """The content hash recorded when `directory` was verified, so callers never hash a model twice."""
-    marker = _read_marker(Path(directory))
-    value = marker.get("directory_hash") if marker else None
-    return value if isinstance(value, str) and value else None
+def _check_deadline(deadline: float | None, step: str) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise FetchDeadline(f"fetch-and-check deadline passed {step}")
 
 
-def _marker_matches(directory: Path, ref: ModelRef, hotkey: str) -> bool:
-    """A cheap re-check of a verified directory: same hash, same hotkey, files still the same sizes."""
-    marker = _read_marker(directory)
-    if not marker or marker.get("secure_hash") != ref.secure_hash or marker.get("hotkey") != hotkey:
-        return False
-    sizes = {p.relative_to(directory).as_posix(): p.stat().st_size for p in model_files(directory)}
-    return sizes == marker.get("sizes")
+def fetch_verified(store: ModelStore, ref: ModelRef, hotkey: str, competition, cache_dir: Path, *,
+                   min_free_bytes: int = 0, deadline: float | None = None) -> Path:
+    """Download `ref` for `hotkey` (or reuse an intact verified copy) and return its directory.
 
-
-def _write_marker(directory: Path, ref: ModelRef, hotkey: str, dir_hash: str) -> None:
-    sizes = {p.relative_to(directory).as_posix(): p.stat().st_size for p in model_files(directory)}
-    data = {
-        "ref": ref.encode(), "hotkey": hotkey, "secure_hash": ref.secure_hash,
-        "directory_hash": dir_hash, "sizes": sizes, "verified_at": time.time(),
-    }
-    tmp = directory / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, directory / MARKER)
-
-
-def model_cache_dir(cache_dir: Path, hotkey: str, commit: str) -> Path:
-    if not _HOTKEY.fullmatch(hotkey):
-        raise ValueError(f"hotkey {hotkey!r} is not a plain ss58 address")
-    if not _COMMIT.fullmatch(commit):
-        raise ValueError(f"commit {commit!r} is not a hex revision")
-    return Path(cache_dir) / hotkey / commit
-
-
-def fetch_verified(store: ModelStore, ref: ModelRef, hotkey: str, competition, cache_dir: Path) -> Path:
-    """Download `ref` for `hotkey` (or reuse an already verified copy) and return its directory.
-
-    Raises ModelRejected for a bad model (size, files, hash) and StoreError for store faults.
+    Raises ModelRejected for a bad model (size, files, hash), StoreError for store faults,
+    DiskFull when our disk is short, and FetchDeadline past `deadline` (time.monotonic()).
+    A cached copy that no longer hashes as verified is deleted and fetched again.
     """
     if ref.competition_id != competition.id:
         raise ModelRejected(
             "competition_mismatch", f"commitment names competition {ref.competition_id!r}, not {competition.id!r}"
         )
     final = model_cache_dir(cache_dir, hotkey, ref.commit)
-    if final.is_dir() and _marker_matches(final, ref, hotkey):
-        return final
-    check_listing(store.list_files(ref.namespace, ref.name, ref.commit), competition.max_bytes)
+    if final.is_dir():
+        if verify_cached(final, ref, hotkey) is not None:
+            return final
+        shutil.rmtree(final)  # damaged, incomplete or stale: our cache's fault, so fetch again
+    wanted = check_listing(store.list_files(ref.namespace, ref.name, ref.commit), competition.max_bytes)
+    _check_deadline(deadline, "after listing")
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    scratch = final.parent / f"{_PARTIAL_PREFIX}{ref.commit}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    ensure_free_disk(final.parent, sum(f.size for f in wanted), min_free_bytes)
+    scratch = final.parent / f"{PARTIAL_PREFIX}{ref.commit}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         scratch.mkdir()
         store.download(ref.namespace, ref.name, ref.commit, scratch, max_bytes=competition.max_bytes)
         check_downloaded(scratch, competition.max_bytes)
-        dir_hash = directory_hash(scratch)
+        _check_deadline(deadline, "after downloading")
+        entries, dir_hash = hash_files(scratch)
         if secure_hash(dir_hash, hotkey) != ref.secure_hash:
             raise ModelRejected(
                 "hash_mismatch", f"content of {ref.short()} hashed with hotkey {hotkey} does not match the commitment"
             )
-        _write_marker(scratch, ref, hotkey, dir_hash)
+        write_marker(scratch, ref, hotkey, entries, dir_hash)
         if final.exists():
             shutil.rmtree(final)
         os.replace(scratch, final)
@@ -194,43 +219,3 @@ def fetch_verified(store: ModelStore, ref: ModelRef, hotkey: str, competition, c
     finally:
         if scratch.exists():
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-# ----------------------------------------------------------------------------- cleanup
-
-
-def remove_unreferenced(
-    cache_dir: Path, keep: set[Path], min_free_bytes: int | None = None, *, partial_max_age_s: float = 3600.0
-) -> list[Path]:
-    """Delete cached model directories not in `keep`; returns what was removed.
-
-    With `min_free_bytes=None` every unreferenced directory goes. Otherwise the oldest go first,
-    and only until the disk has `min_free_bytes` free, so a model that drops out of the metagraph
-    for a round is not downloaded again when there is room to keep it. Scratch directories of
-    interrupted downloads older than `partial_max_age_s` always go.
-    """
-    cache_dir = Path(cache_dir)
-    if not cache_dir.is_dir():
-        return []
-    keep_resolved = {Path(k).resolve() for k in keep}
-    removed: list[Path] = []
-    candidates: list[Path] = []
-    now = time.time()
-    for hotkey_dir in sorted(p for p in cache_dir.iterdir() if p.is_dir()):
-        for entry in sorted(p for p in hotkey_dir.iterdir() if p.is_dir()):
-            if entry.name.startswith(_PARTIAL_PREFIX):
-                if now - entry.stat().st_mtime > partial_max_age_s:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(entry)
-            elif entry.resolve() not in keep_resolved:
-                candidates.append(entry)
-    candidates.sort(key=lambda p: p.stat().st_mtime)
-    for entry in candidates:
-        if min_free_bytes is not None and shutil.disk_usage(cache_dir).free >= min_free_bytes:
-            break
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
-    for hotkey_dir in [p for p in cache_dir.iterdir() if p.is_dir()]:
-        if not any(hotkey_dir.iterdir()):
-            hotkey_dir.rmdir()
-    return removed

@@ -34,12 +34,17 @@ def file_hash(path: str | Path) -> str:
     return base64.b64encode(h.digest()).decode()
 
 
+def combine_file_hashes(file_hashes: list[str]) -> str:
+    """The directory hash from its files' hashes, in sorted path order (lets a cache re-hash only some files)."""
+    joined = "".join(file_hashes)
+    return base64.b64encode(hashlib.sha256(joined.encode()).digest()).decode()
+
+
 def directory_hash(directory: str | Path) -> str:
     files = model_files(directory)
     if not files:
         raise ValueError(f"no model files in {directory}")
-    joined = "".join(file_hash(p) for p in files)
-    return base64.b64encode(hashlib.sha256(joined.encode()).digest()).decode()
+    return combine_file_hashes([file_hash(p) for p in files])
 
 
 def secure_hash(dir_hash: str, hotkey: str) -> str:

@@ -13,24 +13,29 @@ one model plus its largest tensor.
 
 from __future__ import annotations
 
+import errno
 import functools
-import json
 import logging
-import struct
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from subnet.hub.download import FORBIDDEN_SUFFIXES, is_safe_path
+from subnet.hub.bounded_json import bounded_int, parse_bounded
+from subnet.hub.download import FORBIDDEN_SUFFIXES, check_tree, is_safe_path
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import model_files
+from subnet.hub.safetensors_header import LIBRARY_HEADER_CAP, TensorSpec, read_header, read_index
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
-_MAX_CONFIG_BYTES = 1 << 20
-_MAX_HEADER_BYTES = 100 << 20
+MAX_CONFIG_BYTES = 1 << 20  # transformers reads any size; a real config.json is a few KiB
+# The shard index and each safetensors header describe the model's tensors, so their size is
+# bounded by the tensor count: this much per tensor (names are short) plus room for metadata.
+JSON_BYTES_PER_TENSOR = 1024
+JSON_METADATA_BYTES = 64 * 1024
+_MAX_DIM = 1 << 40  # any larger size or count is refused as a malformed config, not estimated
 _MAX_LAYERS = 1024
 # Before building even a meta model, refuse configs whose rough size is this far past the limit.
 _ESTIMATE_SLACK = 4.0
@@ -53,14 +58,12 @@ class ModelInfo:
 
 def _read_config(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "config.json"
-    if not path.is_file():
+    if not path.is_file() or path.is_symlink():
         raise ModelRejected("bad_config", "config.json is missing")
-    if path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise ModelRejected("bad_config", f"config.json is {path.stat().st_size:,} bytes")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelRejected("bad_config", f"config.json is not valid JSON: {e}") from None
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ModelRejected("bad_config", f"config.json is {size:,} bytes, the limit is {MAX_CONFIG_BYTES:,}")
+    raw = parse_bounded(path.read_bytes(), what="config.json", reason="bad_config", max_bytes=MAX_CONFIG_BYTES)
     if not isinstance(raw, dict):
         raise ModelRejected("bad_config", "config.json is not a JSON object")
     return raw
@@ -90,8 +93,9 @@ def _check_implementations(raw: dict[str, Any]) -> None:
 
 
 def _check_files(model_dir: Path) -> None:
-    if not model_dir.is_dir():
-        raise ModelRejected("not_found", f"{model_dir} is not a directory")
+    if not model_dir.is_dir():  # our cache lost it (or a wrong path): not the miner's fault
+        raise FileNotFoundError(errno.ENOENT, "model directory is missing", str(model_dir))
+    check_tree(model_dir)
     names = [p.relative_to(model_dir).as_posix() for p in model_files(model_dir)]
     bad = sorted(n for n in names if PurePosixPath(n).suffix.lower() in FORBIDDEN_SUFFIXES)
     if bad:
@@ -132,10 +136,7 @@ def _load_config(model_dir: Path, cls: type):
 
 
 def _int_attr(config, name: str) -> int:
-    value = getattr(config, name, None)
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ModelRejected("bad_config", f"config {name} must be a positive integer, got {value!r}")
-    return value
+    return bounded_int(getattr(config, name, None), what=f"config {name}", reason="bad_config", low=1, high=_MAX_DIM)
 
 
 def rough_param_estimate(hidden: int, layers: int, vocab: int, intermediate: int | None) -> int:
@@ -161,64 +162,52 @@ def tokenizer_vocab_size(tokenizer_ref: str) -> int | None:
 # ----------------------------------------------------------------------------- safetensors
 
 
-def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """Tensor name -> (dtype, shape), from the header alone; checks the file is as long as it claims."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise ModelRejected("weights_mismatch", f"{path.name} is not a safetensors file")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(_MAX_HEADER_BYTES, size - 8):
-            raise ModelRejected("weights_mismatch", f"{path.name} has a {length:,}-byte header")
-        try:
-            header = json.loads(f.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise ModelRejected("weights_mismatch", f"{path.name} has an unreadable header") from None
-    if not isinstance(header, dict):
-        raise ModelRejected("weights_mismatch", f"{path.name} has an unreadable header")
-    header.pop("__metadata__", None)
-    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
-    end = 0
-    try:
-        for name, entry in header.items():
-            tensors[name] = (str(entry["dtype"]), tuple(int(d) for d in entry["shape"]))
-            end = max(end, int(entry["data_offsets"][1]))
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise ModelRejected("weights_mismatch", f"{path.name} has a malformed header entry") from None
-    if 8 + length + end != size:
-        raise ModelRejected("weights_mismatch", f"{path.name} is {size:,} bytes, its header describes {8 + length + end:,}")
-    return tensors
+def tensor_json_cap(n_tensors: int) -> int:
+    """The largest shard index or safetensors header a model with `n_tensors` tensors may have."""
+    return min(LIBRARY_HEADER_CAP, JSON_METADATA_BYTES + JSON_BYTES_PER_TENSOR * n_tensors)
 
 
-def weight_files(model_dir: Path) -> list[Path]:
-    """The safetensors files that hold the weights: model.safetensors, or an index and its shards."""
+def weight_files(model_dir: Path, n_tensors: int | None = None) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files that hold the weights, and the index's weight map when there is one."""
     index = model_dir / INDEX_NAME
     if index.is_file():
-        try:
-            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-            shards = sorted(set(weight_map.values()))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            raise ModelRejected("no_safetensors", f"{INDEX_NAME} is malformed") from None
+        cap = tensor_json_cap(n_tensors) if n_tensors is not None else LIBRARY_HEADER_CAP
+        weight_map = read_index(index, max_bytes=cap, is_safe_path=is_safe_path)
+        shards = sorted(set(weight_map.values()))
         for shard in shards:
-            if not isinstance(shard, str) or not is_safe_path(shard) or not shard.endswith(".safetensors"):
-                raise ModelRejected("no_safetensors", f"{INDEX_NAME} names a bad shard {shard!r}")
             if not (model_dir / shard).is_file():
                 raise ModelRejected("no_safetensors", f"shard {shard} listed in {INDEX_NAME} is missing")
-        return [model_dir / s for s in shards]
+        return [model_dir / s for s in shards], weight_map
     if (model_dir / WEIGHTS_NAME).is_file():
-        return [model_dir / WEIGHTS_NAME]
+        return [model_dir / WEIGHTS_NAME], None
     raise ModelRejected("no_safetensors", f"neither {WEIGHTS_NAME} nor {INDEX_NAME} is present")
 
 
-def _check_weights(meta_model, files: list[Path]) -> None:
-    expected = {k: tuple(v.shape) for k, v in meta_model.state_dict().items()}
-    found: dict[str, tuple[str, tuple[int, ...]]] = {}
+def _read_headers(model_dir: Path, files: list[Path], weight_map: dict[str, str] | None,
+                  n_tensors: int) -> dict[str, TensorSpec]:
+    """Every tensor of every weight file, each header strictly checked and bounded by the model's size."""
+    found: dict[str, TensorSpec] = {}
     for path in files:
-        for name, entry in read_safetensors_header(path).items():
+        shard = path.relative_to(model_dir).as_posix()
+        for name, spec in read_header(path, max_header_bytes=tensor_json_cap(n_tensors), max_tensors=n_tensors).items():
             if name in found:
-                raise ModelRejected("weights_mismatch", f"tensor {name} appears in more than one shard")
-            found[name] = entry
+                raise ModelRejected("weights_mismatch", f"tensor {name[:80]} appears in more than one shard")
+            if weight_map is not None and weight_map.get(name) != shard:
+                raise ModelRejected("weights_mismatch", f"tensor {name[:80]} is in {shard}, {INDEX_NAME} says "
+                                                        f"{str(weight_map.get(name))[:80]}")
+            found[name] = spec
+    if weight_map is not None and set(weight_map) != set(found):
+        absent = sorted(set(weight_map) - set(found))[:5]
+        raise ModelRejected("weights_mismatch", f"{INDEX_NAME} lists tensors no shard holds: {', '.join(absent)}")
+    return found
+
+
+def _check_weights(meta_model, model_dir: Path) -> list[Path]:
+    """The weight files, after checking that their tensors are exactly the model's, with its shapes."""
+    expected = {k: tuple(v.shape) for k, v in meta_model.state_dict().items()}
+    files, weight_map = weight_files(model_dir, len(expected))
+    found = {name: (spec.dtype, spec.shape) for name, spec in
+             _read_headers(model_dir, files, weight_map, len(expected)).items()}
     unexpected = sorted(set(found) - set(expected))
     if unexpected:
         raise ModelRejected("weights_mismatch", f"unexpected tensors: {', '.join(unexpected[:5])}")
@@ -236,6 +225,7 @@ def _check_weights(meta_model, files: list[Path]) -> None:
     ]
     if missing:
         raise ModelRejected("weights_mismatch", f"missing tensors: {', '.join(missing[:5])}")
+    return files
 
 
 # ----------------------------------------------------------------------------- public API
@@ -258,7 +248,10 @@ def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
     vocab = _int_attr(config, "vocab_size")
     positions = _int_attr(config, "max_position_embeddings")
     intermediate = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None)
-    estimate = rough_param_estimate(hidden, layers, vocab, intermediate if isinstance(intermediate, int) else None)
+    if intermediate is not None:
+        intermediate = bounded_int(intermediate, what="config intermediate_size", reason="bad_config",
+                                   low=1, high=_MAX_DIM)
+    estimate = rough_param_estimate(hidden, layers, vocab, intermediate)
     if layers > _MAX_LAYERS or estimate > _ESTIMATE_SLACK * competition.max_params:
         raise ModelRejected(
             "too_many_params", f"config describes about {estimate:,} parameters, the limit is {competition.max_params:,}"
@@ -268,7 +261,8 @@ def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
     need = tokenizer_vocab if tokenizer_vocab is not None else tokenizer_vocab_size(competition.tokenizer)
     if need is not None and vocab < need:
         raise ModelRejected("vocab_mismatch", f"vocab_size {vocab} is smaller than the tokenizer's {need}")
-    files = weight_files(model_dir)
+    if not (model_dir / INDEX_NAME).is_file() and not (model_dir / WEIGHTS_NAME).is_file():
+        raise ModelRejected("no_safetensors", f"neither {WEIGHTS_NAME} nor {INDEX_NAME} is present")
     try:
         with torch.device("meta"):
             meta_model = cls._from_config(config, attn_implementation="sdpa")
@@ -279,7 +273,7 @@ def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
         raise ModelRejected("too_many_params", f"{n_params:,} parameters, the limit is {competition.max_params:,}")
     if n_params < competition.min_params:
         raise ModelRejected("too_few_params", f"{n_params:,} parameters, the minimum is {competition.min_params:,}")
-    _check_weights(meta_model, files)
+    files = _check_weights(meta_model, model_dir)
     info = ModelInfo(
         architecture=cls.__name__, n_params=n_params, vocab_size=vocab, max_position_embeddings=positions,
         hidden_size=hidden, num_layers=layers,

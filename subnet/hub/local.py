@@ -19,7 +19,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from subnet.hub.download import check_downloaded, check_listing, check_upload_dir
+from subnet.hub.download import check_downloaded, check_listing, check_tree, check_upload_dir
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import directory_hash, model_files
 from subnet.hub.store import RepoFile, StoreError
@@ -53,7 +53,9 @@ class LocalStore:
             return json.loads((repo / "repo.json").read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as e:
+        except OSError as e:  # permissions, a flaky mount: the store's fault, so worth retrying
+            raise StoreError(f"unreadable repo settings in {repo}: {e}", transient=True) from None
+        except ValueError as e:
             raise StoreError(f"unreadable repo settings in {repo}: {e}") from None
 
     def _write_settings(self, repo: Path, settings: dict) -> None:
@@ -114,13 +116,26 @@ class LocalStore:
             raise StoreError(f"repo {namespace}/{name} does not exist")
         self._write_settings(repo, {**settings, "private": False})
 
+    def _listing(self, namespace: str, name: str, commit: str) -> tuple[Path, list[RepoFile]]:
+        """A revision's directory and files, refused like the Hub would refuse them.
+
+        The Hub can hold neither symlinks nor names that are not UTF-8, so neither may a local
+        store: a symlink would copy any file of the validator's disk into the cache. An OS error
+        reading the store (permissions, a flaky mount) is a store outage, retried later.
+        """
+        try:
+            revision = self._resolve(namespace, name, commit)
+            check_tree(revision)
+            return revision, [RepoFile(p.relative_to(revision).as_posix(), p.stat().st_size)
+                              for p in model_files(revision)]
+        except OSError as e:
+            raise StoreError(f"cannot read {namespace}/{name}@{commit[:12]} in {self.root}: {e}", transient=True) from None
+
     def list_files(self, namespace: str, name: str, commit: str) -> list[RepoFile]:
-        revision = self._resolve(namespace, name, commit)
-        return [RepoFile(p.relative_to(revision).as_posix(), p.stat().st_size) for p in model_files(revision)]
+        return self._listing(namespace, name, commit)[1]
 
     def download(self, namespace: str, name: str, commit: str, dest: Path, *, max_bytes: int) -> Path:
-        revision = self._resolve(namespace, name, commit)
-        listing = [RepoFile(p.relative_to(revision).as_posix(), p.stat().st_size) for p in model_files(revision)]
+        revision, listing = self._listing(namespace, name, commit)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         copied = 0

@@ -34,6 +34,7 @@ class ValidatorConfig:
     round_interval_s: float = 600.0
     max_rounds: int | None = None  # stop after this many rounds (tests, devnet)
     timeout_per_model_s: float = 600.0
+    fetch_timeout_per_model_s: float = 1800.0  # one model's whole listing, download, hash and checks
     max_models_per_round: int = 16  # per competition
     min_revisits_per_round: int = 1  # slots kept for re-evaluating older models
     seed_window_blocks: int = 150  # data seed = hash of the block at floor(block / window) * window
@@ -71,6 +72,8 @@ class ValidatorConfig:
             raise ValueError(f"--round-interval-s must be >= 0, got {self.round_interval_s}")
         if self.timeout_per_model_s <= 0:
             raise ValueError(f"--timeout-per-model must be positive, got {self.timeout_per_model_s}")
+        if self.fetch_timeout_per_model_s <= 0:
+            raise ValueError(f"fetch_timeout_per_model_s must be positive, got {self.fetch_timeout_per_model_s}")
         if self.max_models_per_round <= 0:
             raise ValueError(f"max_models_per_round must be positive, got {self.max_models_per_round}")
         if not (0 < self.ema_alpha <= 1):

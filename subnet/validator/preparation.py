@@ -1,68 +1,84 @@
 """Step 4 of a round: each scheduled model fetched (or reused), verified and checked on disk.
 
-A miner's model that fails here is recorded on its record with a reason; the round goes on.
+Everything done for one model runs behind one containment boundary (`subnet.hub.contained`): on a
+worker thread with a deadline, so a slow store or check never holds the round, the API or the stop
+signal; and any exception it raises becomes that model's recorded failure with a reason. Only a
+property of what the store serves for the pinned revision fails a model for good; our store
+connection, disk, cache or a bug in our checks is transient (retried, then parked with backoff).
 """
 
 from __future__ import annotations
 
-import shutil
+import logging
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from subnet.competitions import Competition
-from subnet.hub.errors import ModelRejected
+from subnet.hub.contained import Failure, StopRequested, classify, run_with_deadline
 from subnet.hub.model_ref import ModelRef, ModelRefError
-from subnet.hub.store import StoreError
 from subnet.validator import state as st
 from subnet.validator.context import ReadyModel, RoundAborted, RoundDeps
 from subnet.validator.state import ModelRecord
 
+log = logging.getLogger(__name__)
+
 # How often a store that answers "not found"/"forbidden" is asked again before the model fails for good.
 MAX_STORE_ATTEMPTS = 3
+
+
+def fetch_and_check(deps: RoundDeps, record: ModelRecord, competition: Competition,
+                    deadline: float | None = None) -> tuple[Path, str]:
+    """Fetch (or reuse an intact cached copy of) one model and run every check: (directory, content hash)."""
+    from subnet.hub.cache import verified_directory_hash
+    from subnet.hub.download import fetch_verified
+    from subnet.hub.hashing import directory_hash
+    from subnet.hub.loading import check_model_dir
+
+    ref = ModelRef.parse(record.ref)
+    path = fetch_verified(deps.store, ref, record.hotkey, competition, deps.config.models_dir,
+                          min_free_bytes=deps.config.min_free_disk_bytes, deadline=deadline)
+    content_hash = verified_directory_hash(path) or directory_hash(path)
+    check_model_dir(path, competition)
+    return path, content_hash
+
+
+def _record_failure(deps: RoundDeps, record: ModelRecord, failure: Failure) -> str:
+    """Store the failure on the model and count it; returns the reason."""
+    reason, transient = failure.reason, failure.transient
+    if reason == "store_error" and record.attempts + 1 < MAX_STORE_ATTEMPTS:
+        reason, transient = "store_unavailable", True  # the store said no; ask again before believing it
+    deps.state.mark_failed(record.id, reason, failure.detail, transient=transient)
+    deps.metrics.failures.labels(reason=reason).inc()
+    (log.warning if transient else log.info)("model %s (%s) %s: %s: %s", record.hotkey, record.ref[:60],
+                                             "failed for now" if transient else "rejected", reason, failure.detail)
+    return reason
 
 
 def prepare_models(
     deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str], competition: Competition
 ) -> tuple[dict[str, ReadyModel], dict[str, str]]:
     """Fetch (or reuse) and check each scheduled model. Returns (ready, failed: key -> reason)."""
-    from subnet.hub.download import fetch_verified, verified_directory_hash
-    from subnet.hub.hashing import directory_hash
-    from subnet.hub.loading import check_model_dir
-
     ready: dict[str, ReadyModel] = {}
     failed: dict[str, str] = {}
-    disk_ok = _free_bytes(deps.config.models_dir) >= deps.config.min_free_disk_bytes
+    timeout_s = deps.config.fetch_timeout_per_model_s
     for key in keys:
         if deps.stop.is_set():
             raise RoundAborted("stop requested while fetching models")
         record = models[key]
-        ref = ModelRef.parse(record.ref)
-        reusable = record.status == st.MODEL_VERIFIED and record.model_dir and Path(record.model_dir).is_dir()
-        if not reusable and not disk_ok:
-            deps.state.mark_failed(record.id, "disk_full", "free disk below the floor", transient=True)
-            failed[key] = "disk_full"
-            continue
+        deadline = time.monotonic() + timeout_s
         try:
-            path = fetch_verified(deps.store, ref, record.hotkey, competition, deps.config.models_dir)
-            content_hash = verified_directory_hash(path) or directory_hash(path)
-            check_model_dir(path, competition)
-        except ModelRejected as e:
-            deps.state.mark_failed(record.id, e.reason, e.detail)
-            failed[key] = e.reason
-            deps.metrics.failures.labels(reason=e.reason).inc()
+            path, content_hash = run_with_deadline(
+                lambda: fetch_and_check(deps, record, competition, deadline), timeout_s, stop=deps.stop,
+                name=f"fetch-{record.hotkey[:12]}",
+            )
+        except StopRequested as e:
+            raise RoundAborted(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - the containment boundary: it costs this model only
+            failed[key] = _record_failure(deps, record, classify(e))
             continue
-        except StoreError as e:
-            permanent = not e.transient and record.attempts + 1 >= MAX_STORE_ATTEMPTS
-            reason = "store_error" if permanent else "store_unavailable"
-            deps.state.mark_failed(record.id, reason, str(e), transient=not permanent)
-            failed[key] = reason
-            deps.metrics.failures.labels(reason=reason).inc()
-            continue
-        except OSError as e:  # our own disk; the model is not at fault
-            deps.state.mark_failed(record.id, "fetch_io_error", str(e), transient=True)
-            failed[key] = "fetch_io_error"
-            continue
-        if record.status != st.MODEL_VERIFIED or record.model_dir != str(path) or record.content_hash != content_hash:
+        if record.status != st.MODEL_VERIFIED or record.model_dir != str(path) or record.content_hash != content_hash \
+                or record.transient_failures:
             deps.state.mark_verified(record.id, str(path), content_hash)
         ready[key] = ReadyModel(record, path, content_hash)
     return ready, failed
@@ -70,7 +86,7 @@ def prepare_models(
 
 def clean_model_cache(deps: RoundDeps, models: Mapping[str, ModelRecord]) -> list[Path]:
     """Delete downloaded models no current commitment refers to, oldest first, down to the free-disk floor."""
-    from subnet.hub.download import model_cache_dir, remove_unreferenced
+    from subnet.hub.cache import model_cache_dir, remove_unreferenced
 
     keep = set()
     for m in models.values():
@@ -86,8 +102,3 @@ def clean_model_cache(deps: RoundDeps, models: Mapping[str, ModelRecord]) -> lis
             if m.model_dir in gone:
                 deps.state.forget_model_dir(m.id)
     return removed
-
-
-def _free_bytes(path: Path) -> int:
-    path.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(path).free

@@ -76,6 +76,7 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
         )
         for m in models.values()
         if m.competition in deps.competitions and m.status in (st.MODEL_PENDING, st.MODEL_VERIFIED, st.MODEL_RETRY)
+        and not m.parked()  # repeated transient failures: put off with backoff (state.models.park_seconds)
     ]
     return schedule_round(
         candidates, block, cfg.max_models_per_round, window=cfg.seed_window_blocks,

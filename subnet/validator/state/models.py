@@ -14,6 +14,19 @@ from subnet.validator.state.records import (
     _model,
 )
 
+# A model failing transiently (our store, disk or a bug in our checks) is retried at once this many
+# times, then parked: put off for PARK_BASE_S, doubling with each further failure up to PARK_MAX_S.
+RETRIES_BEFORE_PARKING = 3
+PARK_BASE_S = 600.0
+PARK_MAX_S = 24 * 3600.0
+
+
+def park_seconds(transient_failures: int) -> float:
+    """How long a model is put off after its `transient_failures`-th consecutive transient failure."""
+    if transient_failures < RETRIES_BEFORE_PARKING:
+        return 0.0
+    return min(PARK_MAX_S, PARK_BASE_S * 2.0 ** min(transient_failures - RETRIES_BEFORE_PARKING, 32))
+
 
 class ModelsMixin:
     # ---- models -----------------------------------------------------------------------------
@@ -54,20 +67,32 @@ class ModelsMixin:
         return [_model(r) for r in rows]
 
     def mark_verified(self, model_id: int, model_dir: str, content_hash: str) -> None:
+        """Success: not an attempt that counts towards failing, and it ends any run of failures."""
         with self.transaction() as db:
             db.execute(
                 "UPDATE models SET status = ?, reason = NULL, detail = NULL, model_dir = ?, content_hash = ?,"
-                " attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                " attempts = 0, transient_failures = 0, retry_after = NULL, updated_at = ? WHERE id = ?",
                 (MODEL_VERIFIED, model_dir, content_hash, time.time(), model_id),
             )
 
     def mark_failed(self, model_id: int, reason: str, detail: str = "", *, transient: bool = False) -> None:
-        """A permanent failure sticks to this commitment; a transient one is retried next round."""
+        """A permanent failure sticks to this commitment; a transient one is retried, then parked."""
+        now = time.time()
         with self.transaction() as db:
+            if not transient:
+                db.execute(
+                    "UPDATE models SET status = ?, reason = ?, detail = ?, attempts = attempts + 1,"
+                    " retry_after = NULL, updated_at = ? WHERE id = ?",
+                    (MODEL_FAILED, reason, detail[:2000], now, model_id),
+                )
+                return
+            row = db.execute("SELECT transient_failures FROM models WHERE id = ?", (model_id,)).fetchone()
+            failures = (int(row[0] or 0) if row else 0) + 1
+            wait = park_seconds(failures)
             db.execute(
-                "UPDATE models SET status = ?, reason = ?, detail = ?, attempts = attempts + 1, updated_at = ?"
-                " WHERE id = ?",
-                (MODEL_RETRY if transient else MODEL_FAILED, reason, detail[:2000], time.time(), model_id),
+                "UPDATE models SET status = ?, reason = ?, detail = ?, attempts = attempts + 1,"
+                " transient_failures = ?, retry_after = ?, updated_at = ? WHERE id = ?",
+                (MODEL_RETRY, reason, detail[:2000], failures, now + wait if wait else None, now, model_id),
             )
 
     def forget_model_dir(self, model_id: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 
 # Model (commitment) statuses
@@ -48,6 +49,12 @@ class ModelRecord:
     content_hash: str | None
     attempts: int
     last_round: int | None
+    transient_failures: int = 0  # consecutive failures that were not the miner's fault
+    retry_after: float | None = None  # unix time before which a parked model is not scheduled
+
+    def parked(self, now: float | None = None) -> bool:
+        """Whether repeated transient failures put this model off until `retry_after`."""
+        return self.retry_after is not None and self.retry_after > (time.time() if now is None else now)
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,8 @@ def _model(r: sqlite3.Row) -> ModelRecord:
         block=int(r["block"]), parse_error=r["parse_error"], status=r["status"], reason=r["reason"],
         detail=r["detail"], model_dir=r["model_dir"], content_hash=r["content_hash"], attempts=int(r["attempts"]),
         last_round=r["last_round"],
+        transient_failures=int(r["transient_failures"] or 0) if "transient_failures" in r.keys() else 0,
+        retry_after=r["retry_after"] if "retry_after" in r.keys() else None,
     )
 
 

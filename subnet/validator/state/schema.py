@@ -156,7 +156,22 @@ def _m4_weights_commits(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE weight_attempts ADD COLUMN {name} {kind}")
 
 
+def _m5_model_backoff(db: sqlite3.Connection) -> None:
+    """Transient failures of a model (our store, disk or checks) are retried, then parked with backoff.
+
+    `transient_failures` counts consecutive ones; `retry_after` (unix time) is when a parked model
+    may be scheduled again. Columns are added only if absent, so this runs safely after any other
+    migration that touched the models table.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(models)")}
+    if "transient_failures" not in columns:
+        db.execute("ALTER TABLE models ADD COLUMN transient_failures INTEGER NOT NULL DEFAULT 0")
+    if "retry_after" not in columns:
+        db.execute("ALTER TABLE models ADD COLUMN retry_after REAL")
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_initial, _m2_meta, _m3_registrations,
-                                                          _m4_weights_commits]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
