@@ -1,7 +1,10 @@
 """`subnet model check PATH --competition ID`: would a validator accept this model, and how does it score?
 
-Runs exactly the validator's safe loading and constraint checks, then scores the model on a small
-sample of the competition's data with the validator's engine. Exit code 1 when it would be rejected.
+Runs exactly the validator's checks (the store's file rules, safe loading and the competition's
+constraints), then scores the model on a small sample of the competition's data with the
+validator's engine. The verdict is the validator's: any failure goes through the same containment
+boundary (`subnet.hub.contained.classify`), and a model whose every document fails to score is
+rejected with the validator's reason. Exit code 1 when it would be rejected; never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 app = typer.Typer(help="Check a model as a validator would.", no_args_is_help=True)
 
@@ -27,8 +31,6 @@ def check(
 ) -> None:
     """Run the validator's loading checks on PATH and score it on a small sample."""
     from subnet.competitions import CompetitionError, get_competition, load_competitions
-    from subnet.hub.errors import ModelRejected
-    from subnet.hub.loading import check_model_dir, load_model
 
     console = Console(stderr=as_json)
     try:
@@ -37,19 +39,41 @@ def check(
     except CompetitionError as e:  # a usage error: say which competition, not a traceback
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2)
-    result: dict = {"path": str(path), "competition": comp.id}
-    try:
-        info = check_model_dir(path, comp)
-        result.update(accepted=True, architecture=info.architecture, n_params=info.n_params)
-        if documents > 0:
-            model = load_model(path, comp, device=device)
-            result.update(_score_sample(model, comp, documents, device))
-    except ModelRejected as e:
-        result.update(accepted=False, reason=e.reason, detail=e.detail)
+    result = check_directory(path, comp, documents, device)
     _print(console, result)
     if as_json:
         print(json.dumps(result))
     raise typer.Exit(0 if result["accepted"] else 1)
+
+
+def check_directory(path: Path, comp, documents: int, device: str) -> dict:
+    """The validator's verdict on a local model directory, as a dict (never raises)."""
+    from subnet.hub.contained import classify
+
+    result: dict = {"path": str(path), "competition": comp.id}
+    try:
+        info = _check_files_and_config(path, comp)
+        result.update(accepted=True, architecture=info.architecture, n_params=info.n_params)
+        if documents > 0:
+            from subnet.hub.loading import load_model
+
+            model = load_model(path, comp, device=device)
+            result.update(_score_sample(model, comp, documents, device))
+            if result["no_score"]:
+                result.update(accepted=False, reason=result["no_score"], detail=result["no_score"])
+    except Exception as e:  # noqa: BLE001 - the validator's containment boundary: a verdict, not a traceback
+        failure = classify(e)
+        result.update(accepted=False, reason=failure.reason, detail=failure.detail, transient=failure.transient)
+    return result
+
+
+def _check_files_and_config(path: Path, comp):
+    """What the validator checks before scoring: the store's file rules, then safe loading's checks."""
+    from subnet.hub.download import check_listing, local_listing
+    from subnet.hub.loading import check_model_dir
+
+    check_listing(local_listing(path), comp.max_bytes)
+    return check_model_dir(path, comp)
 
 
 def _score_sample(model, comp, n_documents: int, device: str) -> dict:
@@ -64,9 +88,13 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
     pages = max(1, -(-n_documents // comp.sampling.page_size))
     data = source.fetch_round("0x" + "00" * 32, pages, comp.sampling.page_size, n_documents)
     docs = tokenize_documents(data.documents, load_tokenizer(comp.tokenizer), comp.max_seq_len, data.digest)
+    from subnet.scoring.wins import Candidate, failure_reason
+
     losses = compute_losses(model, docs, device=device)
-    interval = mean_interval(losses.per_token())
+    per_token = losses.per_token()
+    interval = mean_interval(per_token)
     return {
+        "no_score": failure_reason(Candidate("model", 0, per_token)),  # the validator's reason, or None
         "documents": len(docs),
         "mean_loss": interval.mean,
         "ci_low": interval.low,
@@ -76,16 +104,17 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
 
 
 def _print(console: Console, r: dict) -> None:
-    t = Table(title=f"model check: {r['path']} ({r['competition']})", show_header=False)
+    """A table of the verdict. Every value is plain text: a hostile detail or path is never read as markup."""
+    t = Table(title=Text(f"model check: {r['path']} ({r['competition']})"), show_header=False)
     if r["accepted"]:
-        t.add_row("verdict", "[green]accepted[/green]")
-        t.add_row("architecture", r["architecture"])
+        t.add_row("verdict", Text("accepted", style="green"))
+        t.add_row("architecture", Text(r["architecture"]))
         t.add_row("parameters", f"{r['n_params']:,}")
         if "mean_loss" in r:
             t.add_row("sample loss", f"{r['mean_loss']:.4f}  (95% CI {r['ci_low']:.4f} .. {r['ci_high']:.4f})")
             t.add_row("documents", f"{r['documents']} ({r['failed_documents']} failed)")
     else:
-        t.add_row("verdict", "[red]rejected[/red]")
-        t.add_row("reason", r["reason"])
-        t.add_row("detail", r["detail"])
+        t.add_row("verdict", Text("rejected", style="red"))
+        t.add_row("reason", Text(str(r["reason"])))
+        t.add_row("detail", Text(str(r["detail"])))
     console.print(t)

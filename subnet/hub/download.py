@@ -97,6 +97,13 @@ def is_wanted(path: str) -> bool:
     return is_safe_path(path) and _suffix(path) in ALLOWED_SUFFIXES
 
 
+def local_listing(directory: Path) -> list[RepoFile]:
+    """A directory's files as a store lists them, after `check_tree` (so no symlink is ever followed)."""
+    directory = Path(directory)
+    check_tree(directory)
+    return [RepoFile(p.relative_to(directory).as_posix(), p.stat().st_size) for p in model_files(directory)]
+
+
 def check_listing(files: Iterable[RepoFile], max_bytes: int) -> list[RepoFile]:
     """Apply the repo rules to a revision's listing; return the files to download.
 

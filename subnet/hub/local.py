@@ -19,9 +19,9 @@ import shutil
 import uuid
 from pathlib import Path
 
-from subnet.hub.download import check_downloaded, check_listing, check_tree, check_upload_dir
+from subnet.hub.download import check_downloaded, check_listing, check_upload_dir, local_listing
 from subnet.hub.errors import ModelRejected
-from subnet.hub.hashing import directory_hash, model_files
+from subnet.hub.hashing import directory_hash
 from subnet.hub.store import RepoFile, StoreError
 
 _PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
@@ -125,9 +125,7 @@ class LocalStore:
         """
         try:
             revision = self._resolve(namespace, name, commit)
-            check_tree(revision)
-            return revision, [RepoFile(p.relative_to(revision).as_posix(), p.stat().st_size)
-                              for p in model_files(revision)]
+            return revision, local_listing(revision)
         except OSError as e:
             raise StoreError(f"cannot read {namespace}/{name}@{commit[:12]} in {self.root}: {e}", transient=True) from None
 
