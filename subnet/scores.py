@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 BLOCKS_PER_DAY = 7200
 
@@ -149,10 +150,10 @@ def render(rows: list[dict], console: Console, title: str = "scores") -> None:
         status = r.get("status") or ""
         if r.get("reason"):
             status += f": {r['reason']}"
-        t.add_row(
-            _fmt(r.get("uid"), "d"), (r.get("hotkey") or "")[:8], r.get("model") or "", r.get("competition") or "",
-            age_text, _fmt(r.get("advantage"), ".4%"), loss, _fmt(r.get("win_rate"), ".2f"),
-            _fmt(r.get("weight"), ".4f"), status,
+        t.add_row(  # miner-supplied text as plain Text: never read as rich markup
+            _fmt(r.get("uid"), "d"), Text(str(r.get("hotkey") or "")[:8]), Text(str(r.get("model") or "")),
+            Text(str(r.get("competition") or "")), age_text, _fmt(r.get("advantage"), ".4%"), loss,
+            _fmt(r.get("win_rate"), ".2f"), _fmt(r.get("weight"), ".4f"), Text(str(status)),
         )
     console.print(t)
 

@@ -210,3 +210,15 @@ def test_departed_hotkeys_are_hidden_unless_asked_for(state_dir):
     assert shown == {"hk-good", "hk-bad"}
     everyone = {r["hotkey"]: r for r in json_rows(scores("--state", str(state_dir), "--json", "--deregistered"))}
     assert everyone["hk-copy"]["status"] == "deregistered" and everyone["hk-copy"]["weight"] == 0
+
+
+def test_scores_render_any_stored_commitment(tmp_path):
+    """Bytes from the chain, markup-like text and control characters: shown as text, never a crash."""
+    state = ValidatorState(tmp_path / "state.sqlite")
+    state.upsert_commitment("hk-bytes", 1, b"\xff\x00raw:bytes", 10, None, parse_error="not UTF-8")
+    state.upsert_commitment("hk-markup", 2, "[red]x[/bogus]", 10, None, parse_error="[/x] no")
+    state.close()
+    for extra in ([], ["--json"]):
+        result = runner.invoke(app, ["scores", "--state", str(tmp_path), *extra])
+        assert result.exit_code == 0, result.output
+        assert "[red]x[/bogus]" in result.output and "\x00" not in result.output

@@ -204,3 +204,72 @@ def test_remove_unreferenced(tmp_path):
     assert drop.exists()
     removed = remove_unreferenced(cache, {keep})
     assert removed == [drop] and keep.exists() and not (cache / OTHER).exists()
+
+
+# ----------------------------------------------------------------------------- hostile stores, damaged caches
+
+
+def test_local_store_refuses_symlinks_and_non_utf8_names_like_the_hub(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    ref = published(store, write_model(tmp_path / "src"))
+    revision = tmp_path / "store" / "alice" / "m1" / ref.commit
+    (revision / "model.safetensors").unlink()
+    (revision / "model.safetensors").symlink_to("/etc/passwd")
+    with pytest.raises(ModelRejected) as e:
+        fetch_verified(store, ref, HOTKEY, small_competition(), tmp_path / "cache")
+    assert e.value.reason == "forbidden_files" and "symbolic link" in e.value.detail
+    assert not any((tmp_path / "cache").rglob("passwd"))
+    (revision / "model.safetensors").unlink()
+    (revision / "model.safetensors").write_bytes(b"\x01" * 1000)
+    with open(os.path.join(os.fsencode(revision), b"\xff\xfe.json"), "wb") as f:
+        f.write(b"{}")
+    with pytest.raises(ModelRejected) as e:
+        store.list_files("alice", "m1", ref.commit)
+    assert e.value.reason == "bad_listing"
+
+
+def test_an_os_error_reading_the_local_store_is_a_transient_store_error(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path / "store")
+    ref = published(store, write_model(tmp_path / "src"))
+    from pathlib import Path as _Path
+
+    real = _Path.read_text
+
+    def denied(self, *a, **kw):
+        if self.name == "repo.json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(_Path, "read_text", denied)
+    with pytest.raises(StoreError) as e:
+        store.list_files("alice", "m1", ref.commit)
+    assert e.value.transient and "Permission denied" in str(e.value)
+
+
+def test_damage_that_keeps_size_and_mtime_is_found_by_the_periodic_rehash(tmp_path):
+    from subnet.hub.cache import verify_cached
+
+    store = CountingStore(tmp_path / "store")
+    ref = published(store, write_model(tmp_path / "src"))
+    path = fetch_verified(store, ref, HOTKEY, small_competition(), tmp_path / "cache")
+    weights = path / "model.safetensors"
+    st = weights.stat()
+    weights.write_bytes(b"\x02" * 1000)  # same size
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))  # and the old mtime: the cheap check cannot see it
+    assert verify_cached(path, ref, HOTKEY) is not None
+    assert verify_cached(path, ref, HOTKEY, rehash_after_s=0) is None
+    # A touched but intact file is hashed again once, then trusted by its new mtime.
+    weights.write_bytes(b"\x01" * 1000)
+    assert verify_cached(path, ref, HOTKEY) is not None
+    marker = json.loads((path / MARKER).read_text())
+    assert marker["files"]["model.safetensors"]["mtime_ns"] == weights.stat().st_mtime_ns
+
+
+def test_free_disk_is_checked_before_each_download(tmp_path):
+    from subnet.hub.download import DiskFull
+
+    store = CountingStore(tmp_path / "store")
+    ref = published(store, write_model(tmp_path / "src"))
+    with pytest.raises(DiskFull) as e:
+        fetch_verified(store, ref, HOTKEY, small_competition(), tmp_path / "cache", min_free_bytes=1 << 62)
+    assert e.value.errno == 28 and store.downloads == 0

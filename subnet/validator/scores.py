@@ -114,11 +114,15 @@ def _departed(state: ValidatorState, m: ModelRecord) -> dict:
     return {"status": DEREGISTERED, "reason": f"last seen registered at block {last.last_block}, as uid {last.uid}"}
 
 
-def _short(ref: str) -> str:
+def _short(ref: str | bytes) -> str:
+    """A commitment as text, whatever was stored: bytes a chain returned, or a string that does not parse."""
+    if isinstance(ref, (bytes, bytearray, memoryview)):
+        ref = bytes(ref).decode("utf-8", errors="backslashreplace")
+    ref = str(ref)
     try:
         return ModelRef.parse(ref).short()
-    except ModelRefError:
-        return ref[:40]
+    except (ModelRefError, ValueError):
+        return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ref[:40])  # no control characters
 
 
 def _advantage(age: int | None, competition: Competition | None) -> float | None:
