@@ -4,8 +4,9 @@ Issue 13: about 100 MB of JSON (a safetensors header's metadata, a shard index) 
 daemon. Now config.json is capped at MAX_CONFIG_BYTES and the index and each header at
 `tensor_json_cap(n_tensors)` (64 KiB + 1 KiB per tensor the model has, never above safetensors'
 own 100,000,000). This script builds one Llama with `--layers` layers, writes a repo whose
-config.json, index and header are each filled to its cap with the costliest JSON to hold in
-Python (`[[],[],...]`: 3 bytes of text, about 64 bytes of objects), and runs the validator's
+config.json, index and header are each filled to both of its caps (bytes and values) with the
+costliest JSON to hold in Python (`[[],[],...]`: 3 bytes of text, about 64 bytes of objects, up
+to the value cap, then one long string), and runs the validator's
 `fetch_and_check` path (`check_model_dir`) on it in a fresh process, printing peak RSS before and
 after. The check must reject the repo, having parsed every file up to its cap.
 
@@ -24,9 +25,24 @@ import tempfile
 from pathlib import Path
 
 
-def _filler(n_bytes: int) -> str:
-    """JSON text of about n_bytes: a list of empty lists, the most objects per byte."""
-    return "[" + ",".join(["[]"] * max(0, (n_bytes - 2) // 3)) + "]"
+FILL = [True]  # --no-fill: the same repo with its JSON at honest sizes, for the baseline
+
+
+def _counted(text: str) -> int:
+    """Values as parse_bounded counts them."""
+    return 1 + text.count(",") + text.count("[") + text.count("{")
+
+
+def _fill(base: str, n_bytes: int, n_values: int) -> str:
+    """`base` with its '"pad": []' grown to exactly n_bytes and n_values: empty lists (the most
+    objects per byte) up to the value cap, then one string for the remaining bytes."""
+    lists = max(0, n_values - _counted(base) - 4) // 2  # each '[],' adds a ',' and a '['
+    bulk = ",".join(["[]"] * lists)
+    if not FILL[0]:
+        return base.replace('"pad": []', '"pad": "x"')
+    grown = base.replace('"pad": []', '"pad": [' + bulk + ', ""]')
+    room = n_bytes - len(grown.encode())
+    return grown.replace('""]', '"' + "x" * max(0, room) + '"]')
 
 
 def build_repo(directory: Path, layers: int, hidden: int) -> dict:
@@ -34,7 +50,8 @@ def build_repo(directory: Path, layers: int, hidden: int) -> dict:
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from subnet.hub.loading import INDEX_NAME, MAX_CONFIG_BYTES, tensor_json_cap
+    from subnet.hub.loading import INDEX_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, tensor_json_cap
+    from subnet.hub.safetensors_header import values_cap
 
     config = LlamaConfig(vocab_size=512, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
@@ -44,30 +61,44 @@ def build_repo(directory: Path, layers: int, hidden: int) -> dict:
     directory.mkdir(parents=True)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     n_tensors = len(state)
-    cap = tensor_json_cap(n_tensors)
+    cap, n_values = tensor_json_cap(n_tensors), values_cap(n_tensors)
     # The weights, then the header rewritten to exactly its cap with a metadata filler.
     weights = directory / "model-00001.safetensors"
     save_file(state, str(weights))
     raw = weights.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
     header = json.loads(raw[8 : 8 + n])
-    base = json.dumps({**header, "__metadata__": {"pad": []}})
-    text = base.replace('"pad": []', '"pad": ' + _filler(cap - len(base)))
-    text += " " * (cap - len(text.encode()))
+    text = _fill(json.dumps({**header, "__metadata__": {"pad": []}}), cap, n_values)
     weights.write_bytes(struct.pack("<Q", len(text.encode())) + text.encode() + raw[8 + n :])
     # The index at its cap, valid apart from its bulk.
     index = {"metadata": {"pad": []}, "weight_map": {k: weights.name for k in state}}
-    base = json.dumps(index)
-    text = base.replace('"pad": []', '"pad": ' + _filler(cap - len(base)))
-    (directory / INDEX_NAME).write_text(text + " " * (cap - len(text)))
+    (directory / INDEX_NAME).write_text(_fill(json.dumps(index), cap, n_values))
     # config.json at its cap.
     config_dict = config.to_dict()
     config_dict["architectures"] = ["LlamaForCausalLM"]
-    base = json.dumps({**config_dict, "pad": []})
-    text = base.replace('"pad": []', '"pad": ' + _filler(MAX_CONFIG_BYTES - len(base)))
-    (directory / "config.json").write_text(text + " " * (MAX_CONFIG_BYTES - len(text)))
-    return {"n_tensors": n_tensors, "header_cap": cap, "index_cap": cap, "config_cap": MAX_CONFIG_BYTES,
-            "sizes": {p.name: p.stat().st_size for p in directory.iterdir()}}
+    (directory / "config.json").write_text(_fill(json.dumps({**config_dict, "pad": []}), MAX_CONFIG_BYTES,
+                                                 MAX_CONFIG_VALUES))
+    sizes = {p.name: p.stat().st_size for p in directory.iterdir()}
+    values = {INDEX_NAME: _counted((directory / INDEX_NAME).read_text()),
+              "config.json": _counted((directory / "config.json").read_text()), "header": _counted(text)}
+    return {"n_tensors": n_tensors, "header_cap": cap, "values_cap": n_values, "config_cap": MAX_CONFIG_BYTES,
+            "config_values_cap": MAX_CONFIG_VALUES, "sizes": sizes, "values": values}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux: VmHWM), so the peak measured is the check's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def _measure(directory: str, max_params: int) -> None:
@@ -82,21 +113,23 @@ def _measure(directory: str, max_params: int) -> None:
         check_model_dir(Path(directory) / "missing-weights-warmup", comp, tokenizer_vocab=300)
     except (ModelRejected, OSError):
         pass
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset = _reset_peak()
+    before = _status_kib("VmRSS")
     try:
         check_model_dir(directory, comp, tokenizer_vocab=300)
         verdict = "accepted"
     except ModelRejected as e:
         verdict = f"rejected: {e.reason}: {e.detail[:100]}"
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _status_kib("VmHWM")
     print(json.dumps({"peak_rss_before_mib": before / 1024, "peak_rss_after_mib": after / 1024,
-                      "growth_mib": (after - before) / 1024, "verdict": verdict}))
+                      "growth_mib": (after - before) / 1024, "peak_reset": reset, "verdict": verdict}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--no-fill", action="store_true", help="JSON at honest sizes (the baseline)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--max-params", type=int, default=10**9, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -105,18 +138,21 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
+        FILL[0] = not args.no_fill
         info = build_repo(repo, args.layers, args.hidden)
         print(f"repo: {args.layers} layers, {info['n_tensors']} tensors; caps: config.json "
-              f"{info['config_cap']:,} B, index and header {info['header_cap']:,} B each")
+              f"{info['config_cap']:,} B and {info['config_values_cap']:,} values, index and each header "
+              f"{info['header_cap']:,} B and {info['values_cap']:,} values")
         print("files:", ", ".join(f"{k} {v:,} B" for k, v in sorted(info["sizes"].items())))
+        print("values:", ", ".join(f"{k} {v:,}" for k, v in sorted(info["values"].items())))
         out = subprocess.run([sys.executable, __file__, "--child", str(repo)], capture_output=True, text=True,
                              check=True)
         result = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"verdict: {result['verdict']}")
-        print(f"daemon-side peak RSS: {result['peak_rss_before_mib']:.0f} MiB after imports and warm-up, "
-              f"{result['peak_rss_after_mib']:.0f} MiB after the at-cap check "
-              f"(+{result['growth_mib']:.0f} MiB)")
-        print(json.dumps({"layers": args.layers, "n_tensors": info["n_tensors"], "config_cap": info["config_cap"],
+        print(f"daemon-side RSS: {result['peak_rss_before_mib']:.0f} MiB after imports and warm-up, peak "
+              f"{result['peak_rss_after_mib']:.0f} MiB during the at-cap check (+{result['growth_mib']:.0f} MiB)"
+              + ("" if result["peak_reset"] else " [peak since start: VmHWM could not be reset]"))
+        print(json.dumps({"filled": not args.no_fill, "layers": args.layers, "n_tensors": info["n_tensors"], "config_cap": info["config_cap"],
                           "json_cap": info["header_cap"], **result}))
 
 

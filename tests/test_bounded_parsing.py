@@ -189,3 +189,11 @@ def test_tree_refuses_symlinks_special_files_and_non_utf8_names(tmp_path):
         with pytest.raises(ModelRejected) as e:
             check_tree(d)
         assert e.value.reason == reason
+
+
+def test_the_value_count_bounds_memory_before_parsing():
+    cheap_text_costly_objects = b"[" + b",".join([b"[]"] * 10_000) + b"]"
+    with pytest.raises(ModelRejected, match="values"):
+        parse_bounded(cheap_text_costly_objects, what="doc.json", reason="bad", max_bytes=1 << 20, max_values=5_000)
+    assert len(parse_bounded(cheap_text_costly_objects, what="d", reason="bad", max_bytes=1 << 20,
+                             max_values=30_000)) == 10_000

@@ -64,10 +64,20 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def parse_bounded(data: bytes, *, what: str, reason: str, max_bytes: int) -> Any:
-    """Parse `data` as strict JSON (no NaN, no duplicate keys) within the bounds; else ModelRejected(reason)."""
+def parse_bounded(data: bytes, *, what: str, reason: str, max_bytes: int, max_values: int | None = None) -> Any:
+    """Parse `data` as strict JSON (no NaN, no duplicate keys) within the bounds; else ModelRejected(reason).
+
+    `max_values` bounds the memory the parse can take: Python spends up to 64 bytes on a value that
+    costs 3 bytes of text (`[],`), so a size cap alone still lets a document cost 20 times its size.
+    Every value but the first follows a ',' or opens a '[' or '{', so counting those bytes (at C speed,
+    before parsing) bounds the number of values from above.
+    """
     if len(data) > max_bytes:
         raise ModelRejected(reason, f"{what} is {len(data):,} bytes, the limit is {max_bytes:,}")
+    if max_values is not None:
+        values = 1 + data.count(b",") + data.count(b"[") + data.count(b"{")
+        if values > max_values:
+            raise ModelRejected(reason, f"{what} holds up to {values:,} values, the limit is {max_values:,}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

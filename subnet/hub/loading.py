@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
 MAX_CONFIG_BYTES = 1 << 20  # transformers reads any size; a real config.json is a few KiB
+MAX_CONFIG_VALUES = 20_000  # and holds a few hundred values (see bounded_json.parse_bounded)
 # The shard index and each safetensors header describe the model's tensors, so their size is
 # bounded by the tensor count: this much per tensor (names are short) plus room for metadata.
 JSON_BYTES_PER_TENSOR = 1024
@@ -63,7 +64,8 @@ def _read_config(model_dir: Path) -> dict[str, Any]:
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
         raise ModelRejected("bad_config", f"config.json is {size:,} bytes, the limit is {MAX_CONFIG_BYTES:,}")
-    raw = parse_bounded(path.read_bytes(), what="config.json", reason="bad_config", max_bytes=MAX_CONFIG_BYTES)
+    raw = parse_bounded(path.read_bytes(), what="config.json", reason="bad_config", max_bytes=MAX_CONFIG_BYTES,
+                        max_values=MAX_CONFIG_VALUES)
     if not isinstance(raw, dict):
         raise ModelRejected("bad_config", "config.json is not a JSON object")
     return raw
@@ -167,12 +169,15 @@ def tensor_json_cap(n_tensors: int) -> int:
     return min(LIBRARY_HEADER_CAP, JSON_METADATA_BYTES + JSON_BYTES_PER_TENSOR * n_tensors)
 
 
-def weight_files(model_dir: Path, n_tensors: int | None = None) -> tuple[list[Path], dict[str, str] | None]:
-    """The safetensors files that hold the weights, and the index's weight map when there is one."""
+def weight_files(model_dir: Path, n_tensors: int) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files that hold the weights, and the index's weight map when there is one.
+
+    The index is read within the bounds a model of `n_tensors` tensors needs (`tensor_json_cap`).
+    """
     index = model_dir / INDEX_NAME
     if index.is_file():
-        cap = tensor_json_cap(n_tensors) if n_tensors is not None else LIBRARY_HEADER_CAP
-        weight_map = read_index(index, max_bytes=cap, is_safe_path=is_safe_path)
+        weight_map = read_index(index, max_bytes=tensor_json_cap(n_tensors), is_safe_path=is_safe_path,
+                                max_tensors=n_tensors)
         shards = sorted(set(weight_map.values()))
         for shard in shards:
             if not (model_dir / shard).is_file():

@@ -27,6 +27,14 @@ from subnet.hub.bounded_json import bounded_int, parse_bounded
 from subnet.hub.errors import ModelRejected
 
 LIBRARY_HEADER_CAP = 100_000_000  # safetensors refuses longer headers (HeaderTooLarge)
+# JSON values a header or index may hold per tensor (an entry has about 8) plus a few for metadata:
+# this, not the byte size, is what bounds the memory a parse takes.
+JSON_VALUES_PER_TENSOR = 16
+JSON_METADATA_VALUES = 1024
+
+
+def values_cap(n_tensors: int) -> int:
+    return JSON_METADATA_VALUES + JSON_VALUES_PER_TENSOR * n_tensors
 MAX_DIMS = 8
 # Bytes per element of the dtypes a validator accepts: those safetensors and torch both load and
 # copy into a float model. (The library knows a few more, such as U64 and the float8 kinds.)
@@ -107,7 +115,8 @@ def read_header(path: Path, *, max_header_bytes: int = LIBRARY_HEADER_CAP,
         data = f.read(length)
     if not data.startswith(b"{"):
         raise ModelRejected(_WHY, f"{path.name}: the header does not start with '{{'")
-    header = parse_bounded(data, what=f"{path.name} header", reason=_WHY, max_bytes=cap)
+    header = parse_bounded(data, what=f"{path.name} header", reason=_WHY, max_bytes=cap,
+                           max_values=values_cap(max_tensors))
     if not isinstance(header, dict):
         raise ModelRejected(_WHY, f"{path.name}: the header is not a JSON object")
     if "__metadata__" in header:
@@ -120,13 +129,14 @@ def read_header(path: Path, *, max_header_bytes: int = LIBRARY_HEADER_CAP,
     return tensors
 
 
-def read_index(path: Path, *, max_bytes: int, is_safe_path) -> dict[str, str]:
+def read_index(path: Path, *, max_bytes: int, is_safe_path, max_tensors: int = 1 << 20) -> dict[str, str]:
     """The weight map of a shard index (tensor name -> shard file name); else ModelRejected."""
     path = Path(path)
     size = path.stat().st_size
     if size > max_bytes:
         raise ModelRejected("no_safetensors", f"{path.name} is {size:,} bytes, the limit is {max_bytes:,}")
-    raw = parse_bounded(path.read_bytes(), what=path.name, reason="no_safetensors", max_bytes=max_bytes)
+    raw = parse_bounded(path.read_bytes(), what=path.name, reason="no_safetensors", max_bytes=max_bytes,
+                        max_values=values_cap(max_tensors))
     weight_map = raw.get("weight_map") if isinstance(raw, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ModelRejected("no_safetensors", f"{path.name} has no weight_map object")
