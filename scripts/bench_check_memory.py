@@ -150,7 +150,7 @@ def main() -> None:
         result = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"verdict: {result['verdict']}")
         print(f"daemon-side RSS: {result['peak_rss_before_mib']:.0f} MiB after imports and warm-up, peak "
-              f"{result['peak_rss_after_mib']:.0f} MiB during the at-cap check (+{result['growth_mib']:.0f} MiB)"
+              f"{result['peak_rss_after_mib']:.0f} MiB during the check (+{result['growth_mib']:.0f} MiB)"
               + ("" if result["peak_reset"] else " [peak since start: VmHWM could not be reset]"))
         print(json.dumps({"filled": not args.no_fill, "layers": args.layers, "n_tensors": info["n_tensors"], "config_cap": info["config_cap"],
                           "json_cap": info["header_cap"], **result}))

@@ -161,6 +161,11 @@ def _deep(depth: int = _DEEP) -> str:
     return "[" * depth + "]" * depth
 
 
+def _many_values(n: int = 20_000) -> str:
+    """Cheap text, costly objects: 3 bytes each, about 64 bytes of Python objects each."""
+    return "[" + ",".join(["[]"] * n) + "]"
+
+
 CASES: tuple[HostileCase, ...] = (
     # ---- files
     HostileCase("pickle", "forbidden_files", _write("pytorch_model.bin", b"\x80\x04\x95 pickle")),
@@ -175,6 +180,7 @@ CASES: tuple[HostileCase, ...] = (
     HostileCase("config_deep", "bad_config", _raw_config(lambda t: f'{t}, "x": {_deep()}}}'.encode())),
     HostileCase("config_infinite", "bad_config", _raw_config(lambda t: f'{t}, "rope_theta": 1e999}}'.encode())),
     HostileCase("config_nan", "bad_config", _raw_config(lambda t: f'{t}, "initializer_range": NaN}}'.encode())),
+    HostileCase("config_value_bomb", "bad_config", _raw_config(lambda t: f'{t}, "pad": {_many_values()}}}'.encode())),
     HostileCase("config_oversize", "bad_config", _raw_config(lambda t: f'{t}, "pad": "{"x" * (1 << 20)}"}}'.encode())),
     HostileCase("config_not_utf8", "bad_config", _raw_config(lambda t: t.encode() + b', "x": "\xff\xfe"}')),
     HostileCase("config_duplicate_key", "bad_config", _raw_config(lambda t: f'{t}, "hidden_size": 4096}}'.encode())),
@@ -194,6 +200,8 @@ CASES: tuple[HostileCase, ...] = (
                 _raw_header(lambda h: json.dumps(h).encode()[:-1] + b', "__metadata__": ' + _deep().encode() + b"}")),
     HostileCase("header_infinite", "weights_mismatch",
                 _raw_header(lambda h: json.dumps(h).encode().replace(b'"data_offsets": [0,', b'"data_offsets": [1e999,', 1))),
+    HostileCase("header_value_bomb", "weights_mismatch",
+                _raw_header(lambda h: json.dumps(h).encode()[:-1] + b', "__metadata__": ' + _many_values().encode() + b"}")),
     HostileCase("header_duplicate_key", "weights_mismatch",
                 _raw_header(lambda h: json.dumps(h).encode()[:-1] + b', "__metadata__": {}, "__metadata__": {}}')),
     HostileCase("header_length_claim", "weights_mismatch",
@@ -221,6 +229,8 @@ CASES: tuple[HostileCase, ...] = (
     HostileCase("index_int_digits", "no_safetensors",
                 _index(lambda m: b'{"metadata": {"total_size": ' + b"9" * 5000 + b'}, "weight_map": {}}')),
     HostileCase("index_deep", "no_safetensors", _index(lambda m: b'{"weight_map": ' + _deep().encode() + b"}")),
+    HostileCase("index_value_bomb", "no_safetensors",
+                _index(lambda m: b'{"metadata": ' + _many_values().encode() + b', "weight_map": ' + json.dumps(m).encode() + b"}")),
     HostileCase("index_infinite", "no_safetensors",
                 _index(lambda m: b'{"metadata": {"total_size": -1e999}, "weight_map": ' + json.dumps(m).encode() + b"}")),
     HostileCase("index_oversize", "no_safetensors",
