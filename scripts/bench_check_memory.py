@@ -24,7 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 FILL = [True]  # --no-fill: the same repo with its JSON at honest sizes, for the baseline
 
 
@@ -50,7 +49,12 @@ def build_repo(directory: Path, layers: int, hidden: int) -> dict:
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from subnet.hub.loading import INDEX_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_VALUES, tensor_json_cap
+    from subnet.hub.loading import (
+        INDEX_NAME,
+        MAX_CONFIG_BYTES,
+        MAX_CONFIG_VALUES,
+        tensor_json_cap,
+    )
     from subnet.hub.safetensors_header import values_cap
 
     config = LlamaConfig(vocab_size=512, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,

@@ -85,8 +85,8 @@ def _publish_raw(subnet: LocalSubnet, label: str, revision_of: callable) -> None
 
 @pytest.mark.slow
 def test_a_round_with_every_hostile_repo_sets_weights_for_the_honest_model(honest, comp_file, tmp_path):
-    from tests.test_validator_e2e import _config, _deps
     from subnet.validator.daemon import Daemon
+    from tests.test_validator_e2e import _config, _deps
 
     subnet = LocalSubnet(tmp_path / "subnet", block_time=0.2)
     try:

@@ -98,7 +98,7 @@ STAGED = [("check_model_dir", *e) for e in EXCEPTIONS] + [
                          ids=[f"{s[0]}-{type(s[1]).__name__}-{s[2]}" for s in STAGED])
 def test_no_exception_from_fetching_or_checking_fails_a_round(tmp_path, subnet, monkeypatch, exc, reason, transient,
                                                               stage):
-    import subnet.hub.loading as loading
+    from subnet.hub import loading
 
     victim_hotkey = subnet.miners["victim"].hotkey
     if stage == "check_model_dir":

@@ -19,8 +19,9 @@ from __future__ import annotations
 import errno
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from subnet.hub.download import FetchDeadline
 from subnet.hub.errors import ModelRejected

@@ -4,10 +4,10 @@ The rules live here, once: which files a repo may hold, which ones a validator d
 how big a revision may be. Both stores (`LocalStore`, `HuggingFaceStore`) call them, so the Hub
 and devnet reject the same models for the same reasons.
 
-`fetch_verified` is the validator's one way in: list the pinned revision, check its size and
-files before any byte is downloaded, download into a scratch directory, bind the content hash
-to the miner's hotkey, and only then move the directory into the per-hotkey cache with a marker
-so the next round reuses it without downloading again.
+`fetch_verified` is the validator's one way in: re-verify a cached copy (`subnet.hub.cache`) or
+list the pinned revision, check its size, file count and names before any byte is downloaded,
+check free disk, download into a scratch directory, bind the content hash to the miner's hotkey,
+and only then move the directory into the per-hotkey cache with a marker of per-file hashes.
 """
 
 from __future__ import annotations
@@ -18,10 +18,16 @@ import shutil
 import stat
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
-from subnet.hub.cache import PARTIAL_PREFIX, hash_files, model_cache_dir, verify_cached, write_marker
+from subnet.hub.cache import (
+    PARTIAL_PREFIX,
+    hash_files,
+    model_cache_dir,
+    verify_cached,
+    write_marker,
+)
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import model_files, secure_hash
 from subnet.hub.model_ref import ModelRef

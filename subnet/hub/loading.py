@@ -24,7 +24,12 @@ from subnet.hub.bounded_json import bounded_int, parse_bounded
 from subnet.hub.download import FORBIDDEN_SUFFIXES, check_tree, is_safe_path
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import model_files
-from subnet.hub.safetensors_header import LIBRARY_HEADER_CAP, TensorSpec, read_header, read_index
+from subnet.hub.safetensors_header import (
+    LIBRARY_HEADER_CAP,
+    TensorSpec,
+    read_header,
+    read_index,
+)
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,12 @@ import shutil
 import uuid
 from pathlib import Path
 
-from subnet.hub.download import check_downloaded, check_listing, check_upload_dir, local_listing
+from subnet.hub.download import (
+    check_downloaded,
+    check_listing,
+    check_upload_dir,
+    local_listing,
+)
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import directory_hash
 from subnet.hub.store import RepoFile, StoreError

@@ -9,10 +9,11 @@ connection, disk, cache or a bug in our checks is transient (retried, then parke
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from subnet.competitions import Competition
 from subnet.hub.contained import Failure, StopRequested, classify, run_with_deadline
@@ -69,7 +70,7 @@ def prepare_models(
         deadline = time.monotonic() + timeout_s
         try:
             path, content_hash = run_with_deadline(
-                lambda: fetch_and_check(deps, record, competition, deadline), timeout_s, stop=deps.stop,
+                functools.partial(fetch_and_check, deps, record, competition, deadline), timeout_s, stop=deps.stop,
                 name=f"fetch-{record.hotkey[:12]}",
             )
         except StopRequested as e:
