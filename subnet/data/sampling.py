@@ -8,6 +8,7 @@ two validators check they scored the same documents.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import Sequence
@@ -75,26 +76,47 @@ def encode_texts(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
 
 
+def is_blank(text: str) -> bool:
+    """Empty or whitespace only: nothing to predict, and a round of them would be judged on nothing."""
+    return not text.strip()
+
+
+def clean_documents(documents: Sequence[Document]) -> tuple[list[Document], dict[str, int]]:
+    """Blank texts dropped, then duplicates; returns what is left and how many each rule dropped."""
+    kept = [d for d in documents if not is_blank(d.text)]
+    unique = dedupe_documents(kept)
+    dropped = {"blank": len(documents) - len(kept), "duplicate": len(kept) - len(unique)}
+    return unique, {k: v for k, v in dropped.items() if v}
+
+
 def tokenize_documents(documents: Sequence[Document], tokenizer, max_seq_len: int,
                        digest: str = "") -> TokenizedDocuments:
-    """Tokenize once per tokenizer: EOS appended, cut at max_seq_len + 1 tokens (max_seq_len predicted)."""
-    if max_seq_len < 1:
-        raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
+    """Tokenize once per tokenizer: EOS appended, cut at max_seq_len tokens (max_seq_len - 1 predicted).
+
+    The model is fed exactly the max_seq_len positions the competition promises, never one more
+    (a model built for max_seq_len positions has no embedding for position max_seq_len). `n_bytes`
+    counts the bytes of the text the kept tokens cover, so bits per byte of a cut document divides
+    its prefix's loss by its prefix's bytes.
+    """
+    if max_seq_len < 2:
+        raise ValueError(f"max_seq_len must be >= 2 (one context and one predicted token), got {max_seq_len}")
     eos = getattr(tokenizer, "eos_token_id", None)
     if eos is None:
         raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', tokenizer)!r} has no eos_token_id")
     texts = [doc.text for doc in documents]
     encoded = encode_texts(tokenizer, texts) if texts else []
-    limit = max_seq_len + 1
     tokens: list[np.ndarray] = []
     truncated = np.zeros(len(texts), dtype=bool)
+    n_bytes = np.zeros(len(texts), dtype=np.int64)
     for i, ids in enumerate(encoded):
         ids = list(ids) + [eos]
-        if len(ids) > limit:
-            ids = ids[:limit]
+        if len(ids) > max_seq_len:
+            ids = ids[:max_seq_len]
             truncated[i] = True
+            n_bytes[i] = covered_bytes(tokenizer, texts[i], ids)
+        else:
+            n_bytes[i] = len(texts[i].encode("utf-8"))
         tokens.append(np.asarray(ids, dtype=np.int64))
-    n_bytes = np.array([len(t.encode("utf-8")) for t in texts], dtype=np.int64)
     return TokenizedDocuments(
         doc_ids=[doc.id for doc in documents],
         tokens=tokens,
@@ -105,15 +127,26 @@ def tokenize_documents(documents: Sequence[Document], tokenizer, max_seq_len: in
     )
 
 
+def covered_bytes(tokenizer, text: str, kept_ids: Sequence[int]) -> int:
+    """UTF-8 bytes of the prefix of `text` that the kept token ids encode (their character offsets)."""
+    n = len(kept_ids)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        offsets = backend.encode(text, add_special_tokens=False).offsets[:n]
+        end = max((stop for _, stop in offsets), default=0)
+        return len(text[:end].encode("utf-8"))
+    prefix = tokenizer.decode(list(kept_ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return len(prefix.encode("utf-8", errors="replace"))
+
+
 def build_round(source: DocumentSource, seed: str, competition) -> RoundData:
-    """Fetch a round's documents with the competition's sampling budget, deduplicated, with a digest."""
+    """Fetch a round's documents with the competition's sampling budget: blank and duplicate texts dropped."""
     budget = competition.sampling
     data = source.fetch_round(seed, budget.pages, budget.page_size, budget.max_documents)
-    docs = dedupe_documents(data.documents)[: budget.max_documents]
-    return RoundData(
-        seed=data.seed,
-        page_ids=tuple(data.page_ids),
-        documents=tuple(docs),
-        failed_pages=tuple(data.failed_pages),
-        digest=documents_digest(docs),
-    )
+    docs, dropped = clean_documents(data.documents)
+    counts = dict(data.dropped)
+    for reason, n in dropped.items():
+        counts[reason] = counts.get(reason, 0) + n
+    docs = docs[: budget.max_documents]
+    return dataclasses.replace(data, documents=tuple(docs), digest=documents_digest(docs),
+                               dropped=tuple(sorted(counts.items())))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -16,13 +18,42 @@ class Document:
 
 @dataclass(frozen=True)
 class RoundData:
-    """A round's raw documents and the record that lets two validators compare what they scored."""
+    """A round's raw documents and the record that lets two validators compare what they scored.
+
+    The identity fields (source, revision, configs, page ids) say which data the seed chose; two
+    validators that record the same identity and digest scored the same documents, and two that
+    do not can see why (another dataset revision, another list of dumps, a page that failed).
+    """
 
     seed: str  # hex block hash the pages were chosen from
     page_ids: tuple[str, ...]  # pages that were fetched, in sampling order
     documents: tuple[Document, ...]  # deduplicated by content, in sampling order
     failed_pages: tuple[str, ...] = ()  # pages given up on after bounded retries, with reasons
     digest: str = ""  # sha256 over the documents' texts in order
+    source: str = ""  # which source and dataset, e.g. "fineweb-rows:HuggingFaceFW/fineweb"
+    revision: str = ""  # dataset revision the page choice was made from ("" when the source has none)
+    revisions: tuple[str, ...] = ()  # every revision an answer of this round carried (more than one: mixed)
+    configs: tuple[tuple[str, int], ...] = ()  # what pages were chosen from: (dump or file, rows or bytes)
+    replaced_pages: tuple[str, ...] = ()  # seeded pages that failed and were replaced by later ones
+    dropped: tuple[tuple[str, int], ...] = ()  # documents left out and why: (("empty", 3), ...)
+    notes: tuple[str, ...] = ()  # what the server said about its own state (pending/failed/partial)
+
+    @property
+    def mixed_revisions(self) -> bool:
+        return len(set(self.revisions)) > 1
+
+    @property
+    def complete(self) -> bool:
+        """Every seeded page was fetched, none replaced, all from one revision: comparable with peers."""
+        return not self.failed_pages and not self.replaced_pages and not self.mixed_revisions
+
+    def identity(self) -> dict:
+        """What the seed chose, as plain data for the round's record (and its digest)."""
+        chosen = {"source": self.source, "revision": self.revision, "configs": [list(c) for c in self.configs],
+                  "page_ids": list(self.page_ids)}
+        return {**chosen, "identity_digest": hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest(),
+                "revisions": sorted(set(self.revisions)), "mixed_revisions": self.mixed_revisions,
+                "replaced_pages": list(self.replaced_pages), "dropped": dict(self.dropped), "notes": list(self.notes)}
 
 
 @runtime_checkable
@@ -36,13 +67,15 @@ class DocumentSource(Protocol):
 class TokenizedDocuments:
     """A round's documents tokenized once per tokenizer, shared by every model that uses it.
 
-    `tokens[i]` holds document i's ids (EOS appended, truncated at max_seq_len + 1 so that
-    max_seq_len tokens are predicted). Only positions 1.. are predicted: n_predicted = len - 1.
+    `tokens[i]` holds document i's ids (EOS appended, cut at max_seq_len: exactly the positions
+    the competition promises a model). Position 0 is context only: n_predicted = len - 1.
+    `n_bytes[i]` counts the UTF-8 bytes of the text those tokens cover, so bits per byte of a cut
+    document compares the loss of its scored prefix with that prefix's bytes.
     """
 
     doc_ids: list[str]
     tokens: list[np.ndarray]  # int64 arrays, one per document
-    n_bytes: np.ndarray  # UTF-8 bytes of each document's text (before truncation)
+    n_bytes: np.ndarray  # UTF-8 bytes of the text each document's tokens cover
     truncated: np.ndarray  # bool: the document was cut at max_seq_len
     tokenizer: str = ""
     digest: str = ""  # of the round's documents (RoundData.digest)
