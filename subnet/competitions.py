@@ -36,11 +36,21 @@ class AdvantageSchedule:
 
 @dataclass(frozen=True)
 class SamplingBudget:
-    """How many documents a round scores: `pages` pages of `page_size` rows, at most `max_documents`."""
+    """How many documents a round scores: `pages` pages of `page_size` rows, at most `max_documents`.
+
+    A round left with fewer than `min_documents` (after blank, truncated and duplicate texts are
+    dropped) is not judged: too few documents make the paired comparisons noise, and one document
+    would hand everything to the earliest model. None means half of `max_documents`.
+    """
 
     pages: int = 24
     page_size: int = 100
     max_documents: int = 2_400
+    min_documents: int | None = None
+
+    @property
+    def required_documents(self) -> int:
+        return self.min_documents if self.min_documents is not None else max(1, self.max_documents // 2)
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class Competition:
     advantage: AdvantageSchedule = field(default_factory=AdvantageSchedule)
     reward_share: float = 1.0
     sampling: SamplingBudget = field(default_factory=SamplingBudget)
-    dataset: str = "fineweb"  # "fineweb" (datasets-server), "parquet:DIR" or "synthetic"
+    dataset: str = "fineweb"  # see subnet.data.sources: fineweb[-rows|-parquet[@REV]], parquet:DIR, synthetic
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -95,6 +105,8 @@ def _validate(c: Competition) -> None:
     s = c.sampling
     if s.pages <= 0 or not (0 < s.page_size <= 100) or s.max_documents <= 0:
         fail("sampling", f"needs pages > 0, 0 < page_size <= 100, max_documents > 0; got {s}")
+    if s.min_documents is not None and not (0 < s.min_documents <= s.max_documents):
+        fail("sampling.min_documents", f"must be in 1..max_documents ({s.max_documents}), got {s.min_documents}")
 
 
 _KIND_NAMES = {str: "a string", Integral: "an integer", Real: "a number"}
@@ -112,6 +124,8 @@ def _check_types(c: Competition, fail) -> None:
         "sampling.pages": (c.sampling.pages, Integral), "sampling.page_size": (c.sampling.page_size, Integral),
         "sampling.max_documents": (c.sampling.max_documents, Integral),
     }
+    if c.sampling.min_documents is not None:
+        expected["sampling.min_documents"] = (c.sampling.min_documents, Integral)
     for name, (value, kind) in expected.items():
         if isinstance(value, bool) or not isinstance(value, kind):
             fail(name, f"must be {_KIND_NAMES[kind]}, got {value!r}")

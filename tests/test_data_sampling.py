@@ -18,15 +18,15 @@ def tok():
     return load_tokenizer("builtin:tiny")
 
 
-def test_eos_is_appended_and_long_documents_cut_so_max_seq_len_tokens_are_predicted(tok):
+def test_eos_is_appended_and_long_documents_cut_to_exactly_max_seq_len_positions(tok):
     short = Document("p/0", "Alice is a baker.")
     long = Document("p/1", " ".join(["Alice is a baker in Paris."] * 40))
     empty = Document("p/2", "")
     docs = tokenize_documents([short, long, empty], tok, max_seq_len=16, digest="abc")
     plain = tok(short.text, add_special_tokens=False)["input_ids"]
     assert docs.tokens[0].tolist() == plain + [tok.eos_token_id]
-    assert len(docs.tokens[1]) == 17 and docs.n_predicted.tolist()[1] == 16
-    assert docs.tokens[1].tolist() == tok(long.text, add_special_tokens=False)["input_ids"][:17]
+    assert len(docs.tokens[1]) == 16 and docs.n_predicted.tolist()[1] == 15  # never max_seq_len + 1 positions
+    assert docs.tokens[1].tolist() == tok(long.text, add_special_tokens=False)["input_ids"][:16]
     assert docs.tokens[2].tolist() == [tok.eos_token_id]
     assert docs.truncated.tolist() == [False, True, False]
     assert docs.tokens[0].dtype == np.int64 and docs.doc_ids == ["p/0", "p/1", "p/2"]
@@ -36,15 +36,40 @@ def test_eos_is_appended_and_long_documents_cut_so_max_seq_len_tokens_are_predic
 def test_a_document_exactly_filling_the_window_is_not_marked_truncated(tok):
     text = "Alice is a baker."
     n = len(tok(text, add_special_tokens=False)["input_ids"])
-    docs = tokenize_documents([Document("a", text)], tok, max_seq_len=n)
-    assert len(docs.tokens[0]) == n + 1 and not docs.truncated[0]
-    cut = tokenize_documents([Document("a", text)], tok, max_seq_len=n - 1)
-    assert cut.truncated[0] and cut.tokens[0][-1] != tok.eos_token_id
+    docs = tokenize_documents([Document("a", text)], tok, max_seq_len=n + 1)
+    assert len(docs.tokens[0]) == n + 1 and not docs.truncated[0] and docs.tokens[0][-1] == tok.eos_token_id
+    cut = tokenize_documents([Document("a", text)], tok, max_seq_len=n)
+    assert cut.truncated[0] and len(cut.tokens[0]) == n and cut.tokens[0][-1] != tok.eos_token_id
 
 
-def test_bytes_count_utf8_of_the_whole_text_before_truncation(tok):
-    docs = tokenize_documents([Document("a", "héllo wörld ✓" * 50)], tok, max_seq_len=8)
-    assert docs.n_bytes.tolist() == [len(("héllo wörld ✓" * 50).encode("utf-8"))]
+def test_bytes_count_the_whole_text_of_a_whole_document_and_the_scored_prefix_of_a_cut_one(tok):
+    text = "héllo wörld ✓ " * 50
+    whole = tokenize_documents([Document("a", text)], tok, max_seq_len=100_000)
+    assert whole.n_bytes.tolist() == [len(text.encode("utf-8"))]
+    cut = tokenize_documents([Document("a", text)], tok, max_seq_len=8)
+    prefix = tok.decode(cut.tokens[0].tolist())
+    assert text.startswith(prefix) and cut.n_bytes.tolist() == [len(prefix.encode("utf-8"))]
+    assert 0 < cut.n_bytes[0] < len(text.encode("utf-8")) / 10
+
+
+def test_bits_per_byte_of_a_cut_document_divides_the_prefix_loss_by_the_prefix_bytes(tok):
+    from subnet.eval.types import STATUS_OK, DocLosses
+
+    text = "The quick brown fox jumps over the lazy dog. " * 200
+    docs = tokenize_documents([Document("a", text)], tok, max_seq_len=32)
+    nll = 2.0 * docs.n_predicted.astype(float)  # 2 nats per predicted token
+    losses = DocLosses(nll, docs.n_predicted, docs.n_bytes, np.array([STATUS_OK], dtype=np.int8))
+    prefix_bytes = len(tok.decode(docs.tokens[0].tolist()).encode("utf-8"))
+    assert losses.bits_per_byte()[0] == pytest.approx(nll[0] / (np.log(2) * prefix_bytes))
+    assert losses.bits_per_byte()[0] > 5 * nll[0] / (np.log(2) * len(text.encode("utf-8")))
+
+
+def test_blank_texts_and_duplicates_are_dropped_and_counted():
+    from subnet.data.sampling import clean_documents
+
+    docs = [Document("a", "x"), Document("b", "  \n\t"), Document("c", ""), Document("d", "x"), Document("e", "y")]
+    kept, dropped = clean_documents(docs)
+    assert [d.id for d in kept] == ["a", "e"] and dropped == {"blank": 2, "duplicate": 1}
 
 
 def test_batch_tokenization_matches_one_at_a_time(tok):

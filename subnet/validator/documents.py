@@ -17,16 +17,43 @@ def seed_block(block: int, window: int) -> int:
     return (block // window) * window
 
 
-def prepare_documents(deps: RoundDeps, seed: str, competition: Competition) -> tuple[RoundData, TokenizedDocuments]:
+class RoundDataError(RuntimeError):
+    """The round could not get the documents its seed chose (or too few of them): it is not judged."""
+
+
+def data_problem(round_data: RoundData, competition: Competition) -> str | None:
+    """Why these documents must not be judged, or None. Scoring other pages than the seed chose, or a
+    handful of documents, would let validators disagree or a lucky model win everything."""
+    budget = competition.sampling
+    if len(round_data.page_ids) < budget.pages:
+        first = round_data.failed_pages[0] if round_data.failed_pages else "no page fetched"
+        return (f"got {len(round_data.page_ids)} of the {budget.pages} pages the seed chose "
+                f"({len(round_data.failed_pages)} failed; first: {first})")
+    if len(round_data.documents) < budget.required_documents:
+        dropped = ", ".join(f"{n} {why}" for why, n in round_data.dropped) or "none dropped"
+        return (f"{len(round_data.documents)} documents, the competition needs at least "
+                f"{budget.required_documents} ({dropped})")
+    return None
+
+
+def prepare_documents(deps: RoundDeps, seed: str, competition: Competition,
+                      round_id: int | None = None) -> tuple[RoundData, TokenizedDocuments]:
+    """The round's documents, tokenized; with `round_id`, their identity is recorded first, refused or not.
+
+    Raises RoundDataError when the data is not what the seed chose: the round then fails cleanly
+    and records why, rather than scoring something its peers did not.
+    """
     from subnet.data.sampling import build_round, tokenize_documents
     from subnet.data.tokenizer import load_tokenizer
 
     round_data = build_round(deps.source_for(competition), seed, competition)
-    if not round_data.documents:
-        raise RuntimeError(
-            f"data source returned no documents for {competition.id} "
-            f"({len(round_data.failed_pages)} page(s) failed: {list(round_data.failed_pages)[:3]})"
-        )
+    problem = data_problem(round_data, competition)
+    if round_id is not None:
+        deps.state.record_round_data(round_id, competition.id, seed, round_data.page_ids, round_data.digest,
+                                     len(round_data.documents), round_data.failed_pages,
+                                     identity=round_data.identity(), error=problem)
+    if problem is not None:
+        raise RoundDataError(f"{competition.id}: {problem}")
     tokenizer = deps.tokenizers.get(competition.tokenizer)
     if tokenizer is None:
         tokenizer = deps.tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)

@@ -96,9 +96,7 @@ def evaluate_competition(
     outcome.failed.update(fetch_failed)
     if not ready:  # nothing to score; the failures are already recorded on the models
         return outcome, None
-    round_data, docs = prepare_documents(deps, seed, competition)
-    deps.state.record_round_data(round_id, competition.id, seed, round_data.page_ids, round_data.digest,
-                                 len(docs), round_data.failed_pages)
+    round_data, docs = prepare_documents(deps, seed, competition, round_id)  # records the data's identity
     outcome.n_docs = len(docs)
     if deps.stop.is_set():
         raise RoundAborted("stop requested before scoring")

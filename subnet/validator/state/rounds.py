@@ -41,13 +41,16 @@ class RoundsMixin:
         digest: str,
         n_docs: int,
         failed_pages: Sequence[str] = (),
+        identity: Mapping | None = None,
+        error: str | None = None,
     ) -> None:
+        """`identity` is RoundData.identity(); `error` says why the data was refused (the round is not judged)."""
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO round_data (round_id, competition, seed, page_ids, failed_pages, digest,"
-                " n_docs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " n_docs, identity, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (round_id, competition, seed, json.dumps(list(page_ids)), json.dumps(list(failed_pages)),
-                 digest, n_docs),
+                 digest, n_docs, None if identity is None else json.dumps(dict(identity)), error),
             )
             db.execute("UPDATE rounds SET seed = COALESCE(seed, ?) WHERE id = ?", (seed, round_id))
 
@@ -119,11 +122,17 @@ class RoundsMixin:
 
     def round_data(self, round_id: int) -> list[dict]:
         rows = self._query("SELECT * FROM round_data WHERE round_id = ? ORDER BY competition", (round_id,))
-        return [
-            {**dict(r), "page_ids": json.loads(r["page_ids"] or "[]"),
-             "failed_pages": json.loads(r["failed_pages"] or "[]")}
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            identity = json.loads(r["identity"]) if r["identity"] else None
+            failed = json.loads(r["failed_pages"] or "[]")
+            # Comparable with another validator's round only if no page failed or was replaced and one
+            # dataset revision served it all; then equal identity digests mean equal page choices.
+            comparable = (identity is not None and not failed and not identity.get("replaced_pages")
+                          and not identity.get("mixed_revisions"))
+            out.append({**dict(r), "page_ids": json.loads(r["page_ids"] or "[]"), "failed_pages": failed,
+                        "identity": identity, "comparable": comparable})
+        return out
 
     def last_completed_round(self) -> RoundRecord | None:
         rows = self._query(

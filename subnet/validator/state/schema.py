@@ -170,8 +170,20 @@ def _m5_model_backoff(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE models ADD COLUMN retry_after REAL")
 
 
+def _m6_round_data_identity(db: sqlite3.Connection) -> None:
+    """What each round's data was chosen from (source, dataset revision, dumps with their sizes,
+    revisions seen, replaced pages, dropped texts) as JSON, and why the round's data was refused.
+
+    Two validators compare rounds by these: equal identity and digest means the same documents.
+    """
+    columns = {row[1] for row in db.execute("PRAGMA table_info(round_data)")}
+    for name in ("identity", "error"):
+        if name not in columns:
+            db.execute(f"ALTER TABLE round_data ADD COLUMN {name} TEXT")
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
-    _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff,
+    _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff, _m6_round_data_identity,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
