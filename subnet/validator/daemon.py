@@ -90,6 +90,8 @@ def _make_source(competition: Competition, config: ValidatorConfig):
 
         return SyntheticSource()
     extra = {"endpoint": config.data_endpoint} if config.data_endpoint else {}
+    if config.hf_endpoint:  # FineWeb's parquet files live on the same Hub as the models
+        extra["hub_endpoint"] = config.hf_endpoint
     return make_source(competition, **extra)
 
 
