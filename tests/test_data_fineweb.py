@@ -289,3 +289,17 @@ def test_time_queued_behind_other_pages_does_not_count_toward_the_request_timeou
         source = fast_source(slowish.url, connections=1, timeout_s=0.3, retries=0)
         data = source.fetch_round(SEED, pages=20, page_size=5, max_documents=1000)
     assert data.complete and len(data.page_ids) == 20  # took > 0.6 s in all, 0.03 s a request
+
+
+def test_page_level_parsers_keep_their_simple_form():
+    from subnet.data.fineweb import Page, parse_rows as parse_page_rows, parse_sizes
+
+    page = Page("CC-MAIN-2013-20", 40, 2)
+    ok = {"rows": [{"row_idx": 40, "row": {"text": "a"}, "truncated_cells": []},
+                   {"row_idx": 41, "row": {"text": " "}, "truncated_cells": []}]}
+    assert [d.id for d in parse_page_rows(ok, page)] == ["CC-MAIN-2013-20/40/0"]
+    with pytest.raises(FetchError, match="'row' is null"):
+        parse_page_rows({"rows": [{"row_idx": 40, "row": None}]}, page)
+    assert parse_sizes({"size": {"splits": [{"config": "CC-MAIN-2013-20", "split": "train", "num_rows": 9},
+                                            {"config": "sample-10BT", "split": "train", "num_rows": 9}]}}) \
+        == {"CC-MAIN-2013-20": 9}

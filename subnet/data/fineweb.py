@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import aiohttp
 
-from subnet.data.fineweb_answers import FetchError, SizeListing, parse_rows, parse_size
+from subnet.data import fineweb_answers
+from subnet.data.fineweb_answers import FetchError, SizeListing, parse_size
 from subnet.data.sampling import dedupe_documents, documents_digest, page_rng
 from subnet.data.types import Document, RoundData
 
@@ -35,7 +36,7 @@ DEFAULT_DATASET = "HuggingFaceFW/fineweb"
 MAX_BACKOFF_S = 30.0
 MAX_ANSWER_BYTES = 64 * 1024**2  # a /rows page of 100 FineWeb documents is well under 10 MB
 
-__all__ = ["FetchError", "FineWebSource", "Page", "choose_page", "parse_retry_after"]
+__all__ = ["FetchError", "FineWebSource", "Page", "choose_page", "parse_retry_after", "parse_rows", "parse_sizes"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,16 @@ def choose_page(seed: str, k: int, sizes: dict[str, int], page_size: int) -> Pag
     config = rng.choices(names, weights=[sizes[n] for n in names])[0]
     n_pages = max(1, sizes[config] // page_size)
     return Page(config, rng.randrange(n_pages) * page_size, page_size)
+
+
+def parse_sizes(payload: Any) -> dict[str, int]:
+    """Train rows per sampled dump of a /size answer (fineweb_answers.parse_size has the notes too)."""
+    return parse_size(payload).configs
+
+
+def parse_rows(payload: Any, page: Page) -> list[Document]:
+    """The documents of a /rows answer for `page` (fineweb_answers.parse_rows also counts what it dropped)."""
+    return fineweb_answers.parse_rows(payload, page.id, page.offset, page.length)[0]
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -225,8 +236,8 @@ class FineWebSource:
     async def _fetch_page(self, http: _Fetch, page: Page) -> tuple[list[Document], dict[str, int]]:
         params = {"dataset": self.dataset, "config": page.config, "split": "train",
                   "offset": str(page.offset), "length": str(page.length)}
-        answer = await self._get_json(http, "/rows", params,
-                                      lambda payload: parse_rows(payload, page.id, page.offset, page.length))
+        answer = await self._get_json(http, "/rows", params, lambda payload: fineweb_answers.parse_rows(
+            payload, page.id, page.offset, page.length))
         return answer.payload
 
     async def _get_json(self, http: _Fetch, path: str, params: dict[str, str], parse: Callable[[Any], Any]) -> _Answer:
@@ -237,7 +248,9 @@ class FineWebSource:
             wait = 0.0 if attempt == 0 else min(self.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
             wait = max(wait, http.not_before - asyncio.get_running_loop().time())
             if wait >= http.remaining():
-                last = f"{last}; the round's deadline leaves no time to ask again" if attempt else "deadline passed"
+                why = ("a 429's Retry-After reaches past the round's deadline"
+                       if http.not_before > asyncio.get_running_loop().time() else "the round's deadline passed")
+                last = f"{last}; {why}" if attempt else why
                 break
             if wait > 0:
                 await asyncio.sleep(wait)
