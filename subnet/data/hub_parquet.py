@@ -27,7 +27,7 @@ class HubParquetSource(ParquetPages):
     name = "fineweb-parquet"
 
     def __init__(self, repo: str = DEFAULT_REPO, revision: str = "main", endpoint: str | None = None,
-                 token: str | bool | None = False, workers: int = 8, deadline_s: float = 600.0,
+                 token: str | bool | None = None, workers: int = 8, deadline_s: float = 600.0,
                  extra_pages: int = 0, block_size: int = 1 << 20):
         super().__init__(workers=workers, deadline_s=deadline_s, extra_pages=extra_pages)
         from huggingface_hub import HfApi, HfFileSystem
