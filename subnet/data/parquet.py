@@ -11,6 +11,7 @@ overall deadline bounds the round whatever the storage does.
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import threading
@@ -19,12 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Sequence
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from subnet.data.sampling import dedupe_documents, documents_digest, is_blank, page_rng
 from subnet.data.types import Document, RoundData
 
 log = logging.getLogger(__name__)
+
+FOOTER_GUESS = 64 * 1024  # first read at a file's end: the whole footer of most files
+MAX_FOOTER_BYTES = 64 * 1024**2
+MAX_CHUNK_BYTES = 512 * 1024**2  # a row group's text column; FineWeb's are a few MB
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,35 @@ def choose_row_group_page(seed: str, k: int, file: ParquetFileInfo, row_groups: 
     return RowGroupPage(file, group, rng.randrange(n_pages) * page_size, page_size)
 
 
+class _Prefetched(io.RawIOBase):
+    """A read-only file of `size` bytes of which only some ranges are known; reading elsewhere is an error."""
+
+    def __init__(self, file: ParquetFileInfo, ranges: dict[int, bytes]):
+        self.file, self.ranges, self.pos = file, ranges, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: offset, 1: self.pos + offset, 2: self.file.size + offset}[whence]
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        end = self.file.size if n is None or n < 0 else min(self.pos + n, self.file.size)
+        for start, data in self.ranges.items():
+            if start <= self.pos and end <= start + len(data):
+                out = data[self.pos - start:end - start]
+                self.pos = end
+                return out
+        raise ValueError(f"{self.file.path}: read of [{self.pos}, {end}) outside the fetched ranges")
+
+
 class ParquetPages:
     """Seeded row-group pages over some file storage; subclasses say how to list and open files."""
 
@@ -87,11 +122,28 @@ class ParquetPages:
         return self.name
 
     # ---- pages
+    def read_range(self, file: ParquetFileInfo, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a file: one range request on the Hub."""
+        with self.open(file) as f:
+            f.seek(start)
+            data = f.read(end - start)
+        if len(data) != end - start:
+            raise ValueError(f"{file.path}: asked for {end - start} bytes at {start}, got {len(data)}")
+        return data
+
     def footer(self, file: ParquetFileInfo) -> pq.FileMetaData:
+        """The file's metadata, from its last bytes (cached: at one version a file never changes)."""
         meta = self._footers.get((file.path, file.version))
         if meta is None:
-            with self.open(file) as f:
-                meta = pq.ParquetFile(f).metadata
+            tail = self.read_range(file, max(0, file.size - FOOTER_GUESS), file.size)
+            if len(tail) < 12 or tail[-4:] != b"PAR1":
+                raise ValueError(f"{file.path} does not end like a parquet file")
+            length = int.from_bytes(tail[-8:-4], "little") + 8
+            if length > min(file.size, MAX_FOOTER_BYTES):
+                raise ValueError(f"{file.path}: footer of {length} bytes (file {file.size}, limit {MAX_FOOTER_BYTES})")
+            if length > len(tail):
+                tail = self.read_range(file, file.size - length, file.size)
+            meta = pq.read_metadata(pa.BufferReader(tail))
             self._footers[(file.path, file.version)] = meta
         return meta
 
@@ -102,12 +154,27 @@ class ParquetPages:
         return choose_row_group_page(seed, k, file, groups, page_size)
 
     def read_page(self, page: RowGroupPage) -> tuple[list[Document], int]:
-        """The page's non-blank texts, and how many blank ones were left out."""
-        with self.open(page.file) as f:
-            parquet = pq.ParquetFile(f, metadata=self.footer(page.file), pre_buffer=True)
-            if "text" not in parquet.schema_arrow.names:
-                raise ValueError(f"{page.file.path} has no 'text' column")
-            table = parquet.read_row_group(page.row_group, columns=["text"])
+        """The page's non-blank texts, and how many blank ones were left out.
+
+        The row group's `text` column chunk is fetched first (plain Python I/O), then decoded by
+        pyarrow from memory: a thread is never blocked on the network inside pyarrow, where an
+        abandoned read would abort the interpreter at exit.
+        """
+        meta = self.footer(page.file)
+        names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if "text" not in names:
+            raise ValueError(f"{page.file.path} has no 'text' column")
+        chunk = meta.row_group(page.row_group).column(names.index("text"))
+        start = chunk.data_page_offset
+        if chunk.has_dictionary_page and 0 < (chunk.dictionary_page_offset or 0) < start:
+            start = chunk.dictionary_page_offset
+        if not (0 <= start and 0 < chunk.total_compressed_size <= MAX_CHUNK_BYTES
+                and start + chunk.total_compressed_size <= page.file.size):
+            raise ValueError(f"{page.file.path}: row group {page.row_group} text chunk at {start}, "
+                             f"{chunk.total_compressed_size} bytes, is out of bounds")
+        data = self.read_range(page.file, start, start + chunk.total_compressed_size)
+        in_memory = _Prefetched(page.file, {start: data})
+        table = pq.ParquetFile(in_memory, metadata=meta).read_row_group(page.row_group, columns=["text"])
         texts = table.column("text").slice(page.offset, page.length).to_pylist()
         docs = [Document(f"{page.id}/{i}", t) for i, t in enumerate(texts) if isinstance(t, str) and not is_blank(t)]
         return docs, len(texts) - len(docs)
