@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib
 
+from typing import Optional
+
 import typer
+
+from subnet.cli_support import CONTEXT_SETTINGS, run_command
 
 app = typer.Typer(
     name="subnet",
@@ -12,7 +16,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT_SETTINGS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from subnet import version_string
+
+        typer.echo(version_string())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                           help="Print the version and git commit, then exit."),
+) -> None:
+    """Validator, miner and tools for a Bittensor pretraining subnet."""
 
 # (module, attribute, name): modules that define a typer app (a group) or register commands.
 _GROUPS = [
@@ -49,14 +70,14 @@ _wire()
 
 @app.command()
 def version() -> None:
-    """Print the package version and the weights version key."""
-    from subnet import VERSION_KEY, __version__
+    """Print the package version, git commit and the weights version key."""
+    from subnet import version_string
 
-    typer.echo(f"subnet {__version__} (version_key {VERSION_KEY})")
+    typer.echo(version_string())
 
 
 def main() -> None:
-    app()
+    raise SystemExit(run_command(app, prog_name="subnet"))
 
 
 if __name__ == "__main__":

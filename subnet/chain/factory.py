@@ -12,20 +12,26 @@ DEVNET_PREFIX = "devnet:"
 def make_chain(network: str, netuid: int, wallet: Any = None, **kw: Any) -> Chain:
     """`devnet:PATH` -> LocalChain on the SQLite file PATH; finney | test | local | ws(s)://URL ->
     BittensorChain. Extra keywords go to the adapter (e.g. `block_time`, `timeout_s`)."""
-    if not isinstance(network, str) or not network.strip():
-        raise ValueError("network must be a non-empty string: finney | test | local | ws(s)://URL | devnet:PATH")
+    problem = network_problem(network)
+    if problem:
+        raise ValueError(problem)
     network = network.strip()
     if network.startswith(DEVNET_PREFIX):
-        path = network[len(DEVNET_PREFIX):]
-        if not path:
-            raise ValueError("devnet network needs a path: devnet:/path/to/chain.sqlite")
         from subnet.chain.local import LocalChain
 
-        return LocalChain(path, netuid=netuid, wallet=wallet, **kw)
-    if network not in ("finney", "test", "local") and not network.startswith(("ws://", "wss://")):
-        raise ValueError(
-            f"unknown network {network!r}: expected finney | test | local | ws(s)://URL | devnet:PATH"
-        )
+        return LocalChain(network[len(DEVNET_PREFIX):], netuid=netuid, wallet=wallet, **kw)
     from subnet.chain.bittensor import BittensorChain
 
     return BittensorChain(network, netuid, wallet=wallet, **kw)
+
+
+def network_problem(network: object) -> str:
+    """Why `network` names no chain ('' when it does): lets a CLI refuse it before connecting."""
+    if not isinstance(network, str) or not network.strip():
+        return "network must be a non-empty string: finney | test | local | ws(s)://URL | devnet:PATH"
+    network = network.strip()
+    if network.startswith(DEVNET_PREFIX):
+        return "" if network[len(DEVNET_PREFIX):] else "devnet network needs a path: devnet:/path/to/chain.sqlite"
+    if network not in ("finney", "test", "local") and not network.startswith(("ws://", "wss://")):
+        return f"unknown network {network!r}: expected finney | test | local | ws(s)://URL | devnet:PATH"
+    return ""

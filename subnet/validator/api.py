@@ -14,6 +14,7 @@ from typing import Callable, Mapping
 
 from aiohttp import web
 
+from subnet import __version__, git_commit
 from subnet.competitions import Competition
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
@@ -38,7 +39,8 @@ def build_app(
         age = None if last is None else now - (last.finished_at or last.started_at)
         reference = age if age is not None else now - started
         healthy = reference <= healthz_max_age_s
-        body = {"ok": healthy, "last_round_id": last.id if last else None,
+        body = {"ok": healthy, "version": __version__, "commit": git_commit(),
+                "last_round_id": last.id if last else None,
                 "last_round_age_s": None if age is None else round(age, 1), "max_age_s": healthz_max_age_s}
         return web.json_response(body, status=200 if healthy else 503)
 

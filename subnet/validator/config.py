@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from subnet.chain.factory import DEVNET_PREFIX, network_problem
+
 
 @dataclass
 class ValidatorConfig:
     # Chain and identity
-    netuid: int = 1
+    netuid: int = 1  # the CLI requires --netuid except on a devnet
     network: str = "finney"  # finney | test | local | ws(s)://URL | devnet:PATH
     wallet_name: str = "default"
     wallet_hotkey: str = "default"
@@ -64,8 +66,6 @@ class ValidatorConfig:
 
     def validate(self) -> None:
         """Fail at start-up, naming the bad setting, rather than hours later in a round."""
-        if self.netuid < 0:
-            raise ValueError(f"--netuid must be >= 0, got {self.netuid}")
         if not (self.store == "hf" or self.store.startswith("local:")):
             raise ValueError(f"--store must be 'hf' or 'local:DIR', got {self.store!r}")
         if self.round_interval_s < 0:
@@ -84,3 +84,13 @@ class ValidatorConfig:
             raise ValueError(f"--api-port must be in [0, 65535], got {self.api_port}")
         if self.max_rounds is not None and self.max_rounds < 0:
             raise ValueError(f"--max-rounds must be >= 0, got {self.max_rounds}")
+        problem = network_problem(self.network)
+        if problem:
+            raise ValueError(f"--network: {problem}")
+        if self.netuid < 0:
+            # A default netuid silently validated someone else's subnet; only a devnet has an obvious one.
+            raise ValueError(f"--netuid is required on network {self.network!r} (the subnet to validate)")
+
+    @property
+    def is_devnet(self) -> bool:
+        return self.network.startswith(DEVNET_PREFIX)

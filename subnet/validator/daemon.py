@@ -9,7 +9,6 @@ API and any worker processes end. A second signal stops at once.
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 import time
@@ -96,12 +95,12 @@ def _make_source(competition: Competition, config: ValidatorConfig):
 
 
 def build_deps(config: ValidatorConfig, state: ValidatorState, metrics: ValidatorMetrics,
-               stop: threading.Event) -> RoundDeps:
+               stop: threading.Event, wallet=None) -> RoundDeps:
     from subnet.chain.factory import make_chain
     from subnet.validator.round import inprocess_scorer, worker_scorer
 
     evaluated, known = resolve_competitions(config)
-    chain = make_chain(config.network, config.netuid, wallet=make_wallet(config))
+    chain = make_chain(config.network, config.netuid, wallet=wallet or make_wallet(config))
     scorer = (inprocess_scorer(config.device) if config.scoring_mode == "inprocess"
               else worker_scorer(config.device, config.timeout_per_model_s))
     return RoundDeps(chain=chain, store=make_store(config), state=state, config=config, competitions=evaluated,
@@ -148,7 +147,8 @@ class Daemon:
             self.stop.wait(max(0.0, delay - (time.monotonic() - started)))
         log.info("validator stopped after %d round(s): %d completed, %d failed",
                  self.stats.rounds, self.stats.completed, self.stats.failed)
-        return 0
+        # A supervisor must see a validator that never completes a round as failing, not as done.
+        return 1 if self.stats.failed and not self.stats.completed else 0
 
     def run_one(self) -> float:
         """One round with every failure caught; returns how long to wait before the next one."""
@@ -213,25 +213,11 @@ class Daemon:
 
 
 def log_summary(summary: RoundSummary) -> None:
-    """A per-round table on stderr: what each model scored and what it earned."""
-    from rich.console import Console
-    from rich.table import Table
+    """Log lines for a round (uids and refs unknown here; `run_validator` uses `round_reporter`)."""
+    from subnet.validator.report import round_lines
 
-    console = Console(stderr=True)
-    for cid, outcome in summary.competitions.items():
-        table = Table(title=f"round {summary.round_id} · block {summary.block} · {cid} · {outcome.n_docs} docs · "
-                            f"{summary.seconds:.1f} s · weights {summary.weights_status}")
-        for col in ("hotkey", "mean loss", "win rate", "weight", "note"):
-            table.add_column(col)
-        keys = sorted(set(outcome.win_rates) | set(outcome.failed), key=lambda k: -outcome.ema.get(k, 0.0))
-        for key in keys:
-            loss = outcome.mean_loss.get(key)
-            rate = outcome.win_rates.get(key)
-            note = outcome.failed.get(key) or (f"copy of {outcome.copies[key][:12]}" if key in outcome.copies else "")
-            table.add_row(key[:16], "-" if loss is None else f"{loss:.4f}",
-                          "-" if rate is None or not math.isfinite(rate) else f"{rate:.2f}",
-                          f"{outcome.ema.get(key, 0.0):.3f}", note)
-        console.print(table)
+    for line, level, fields in round_lines(summary, {}, {}):
+        log.log(level, line, extra=fields)
 
 
 def wandb_reporter(project: str, config: ValidatorConfig) -> Callable[[RoundSummary], None] | None:
@@ -289,13 +275,25 @@ def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
 def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> int:
     """Open the state, start the status API, run the daemon until stopped; everything closed on the way out."""
     config.validate()
+    wallet = hotkey = None
+    if deps is None:  # a real run: check what can be checked before opening anything
+        from subnet.validator.startup import check_local
+
+        wallet = make_wallet(config)
+        hotkey = check_local(config, wallet)
     state = deps.state if deps else ValidatorState(config.db_path)
     metrics = deps.metrics if deps else ValidatorMetrics()
     stop = deps.stop if deps else threading.Event()
     restore = install_signal_handlers(stop)
     server = None
     try:
-        deps = deps or build_deps(config, state, metrics, stop)
+        neuron = None
+        if deps is None:
+            from subnet.validator.startup import check_chain
+
+            deps = build_deps(config, state, metrics, stop, wallet)
+            neuron = check_chain(deps.chain, config, hotkey)
+        api_url = None
         if config.api_port:
             from subnet.validator.api import StatusServer, build_app
 
@@ -305,9 +303,21 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
             app = build_app(state, metrics, competitions=deps.known_competitions,
                             current_block=lambda: _last_round_block(state), healthz_max_age_s=max_age)
             server = StatusServer(app, config.api_host, config.api_port)
-            port = server.start()
-            log.info("status API on http://%s:%d (/healthz /scores /rounds /metrics)", config.api_host, port)
-        reporters = [log_summary]
+            try:
+                port = server.start()
+            except RuntimeError as e:
+                from subnet.preflight import PreflightError
+
+                raise PreflightError(str(e)) from None
+            api_url = f"http://{config.api_host}:{port}"
+            log.info("status API on %s (/healthz /scores /rounds /metrics)", api_url)
+        if neuron is not None:
+            from subnet.validator.startup import log_banner
+
+            log_banner(config, hotkey, neuron, deps.competitions, api_url)
+        from subnet.validator.report import round_reporter
+
+        reporters = [round_reporter(state)]
         if config.wandb_project:
             reporter = wandb_reporter(config.wandb_project, config)
             if reporter:

@@ -1,14 +1,26 @@
-"""Prometheus metrics of one validator, in a private registry (tests and several daemons never clash)."""
+"""Prometheus metrics of one validator, in a private registry (tests and several daemons never clash).
+
+Besides the round counters, the registry carries what an operator's dashboards expect of any
+service: the build (version and git commit, to see which nodes run an old release), the standard
+`process_*` metrics (memory, CPU, open files) and the time weights were last set.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info, PlatformCollector, ProcessCollector, \
+    generate_latest
 
 
 class ValidatorMetrics:
     def __init__(self) -> None:
+        from subnet import VERSION_KEY, __version__, git_commit
+
         self.registry = CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        self.build = Info("validator_build", "Version and git commit of the running validator", registry=r)
+        self.build.info({"version": __version__, "commit": git_commit(), "version_key": str(VERSION_KEY)})
         self.rounds = Counter("validator_rounds", "Rounds by outcome", ["status"], registry=r)
         self.models_scored = Counter("validator_models_scored", "Models scored", ["competition"], registry=r)
         self.failures = Counter("validator_model_failures", "Model failures by reason", ["reason"], registry=r)
@@ -20,6 +32,9 @@ class ValidatorMetrics:
         self.last_round_block = Gauge("validator_last_round_block", "Block of the last completed round",
                                       registry=r)
         self.round_seconds = Gauge("validator_round_seconds", "Duration of the last round", registry=r)
+        self.last_weights_set = Gauge("validator_last_weights_set_timestamp_seconds",
+                                      "Unix time of the last successful set_weights (0: none since start)",
+                                      registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

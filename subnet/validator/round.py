@@ -130,6 +130,8 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     seed = deps.chain.block_hash(seed_block(snapshot.block, deps.config.seed_window_blocks))
     state = deps.state
     round_id = state.start_round(snapshot.block, seed)
+    log.info("round %d started at block %d (seed block %d)", round_id, snapshot.block,
+             seed_block(snapshot.block, deps.config.seed_window_blocks))
     try:
         models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
         clean_model_cache(deps, models)

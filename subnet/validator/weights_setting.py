@@ -91,8 +91,14 @@ def set_weights(
         if code in CHAIN_FAILURE_CODES:
             deps.metrics.chain_errors.inc()
         if result.success:
-            if result.reveal_round is not None:
-                log.info("round %d: weights committed, reveals at round %d", round_id, result.reveal_round)
+            deps.metrics.last_weights_set.set_to_current_time()
+            log.info("round %d: weights %s at block %s on %d uid(s): %s", round_id,
+                     "set" if result.reveal_round is None else f"committed (reveal at round {result.reveal_round})",
+                     result.block, len(uids),
+                     ", ".join(f"{u}={w:.4f}" for u, w in zip(uids, weights) if w > 0) or "none",
+                     extra={"event": "weights", "round": round_id, "block": result.block,
+                            "reveal_round": result.reveal_round,
+                            "weights": {int(u): float(w) for u, w in zip(uids, weights)}})
             return st.ROUND_WEIGHTS_SET
         if code == "no_permit":
             log.error("round %d: the chain refused weights: this validator's hotkey has no validator permit "
