@@ -18,6 +18,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from subnet.cli_support import CommandError
 from subnet.scores import wide_console
 
 NETUID = 1
@@ -25,6 +26,33 @@ COMPETITION = "tiny"
 SEED_WINDOW = 10  # blocks; mainnet uses 150
 ELIGIBILITY_MARGIN = 2
 REVEAL_PERIOD = 4  # blocks from a weights commit to its reveal, with --commit-reveal
+MARKER = ".subnet-devnet"  # written into every directory a devnet creates: only those are ever wiped
+KEEP_ROUND_INTERVAL_S = 30.0  # with --keep: rounds at a pace a person can follow, not one a second
+
+
+class DevnetDirectoryError(CommandError):
+    """The devnet directory holds something the devnet did not create."""
+
+
+def prepare_directory(directory: Path, force: bool = False) -> Path:
+    """Empty `directory` for a new devnet, refusing to delete what a devnet did not create.
+
+    A directory is reused (wiped) only when it is empty or carries the marker file of an earlier
+    devnet; anything else needs `--force`. `subnet devnet --dir ~/project` must never eat a project.
+    """
+    root = directory.expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise DevnetDirectoryError(f"--dir {directory} is a file, not a directory")
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists() and not force:
+            raise DevnetDirectoryError(f"--dir {directory} is not empty and was not created by `subnet devnet`; "
+                                       "choose another directory or pass --force to delete its contents")
+        if root == Path.home() or root == Path(root.anchor):
+            raise DevnetDirectoryError(f"refusing to delete {root}")
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("created by `subnet devnet`; the next devnet run in this directory deletes it\n")
+    return root
 
 
 @dataclass
@@ -37,6 +65,7 @@ class DevnetPlan:
     api_port: int = 0
     keep: bool = False
     commit_reveal: bool = False  # weights are committed, and revealed by the local chain REVEAL_PERIOD blocks later
+    force: bool = False
 
     @property
     def steps(self) -> list[int]:
@@ -49,10 +78,7 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
     from subnet.competitions import get_competition
     from subnet.hub.local import LocalStore
 
-    root = plan.directory.resolve()
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    root = prepare_directory(plan.directory, plan.force)
     competition = get_competition(COMPETITION)
     chain_path, store_root, wallets_dir = root / "chain.sqlite", root / "store", root / "wallets"
     store = LocalStore(store_root)
@@ -150,7 +176,7 @@ def _run_validator(root: Path, plan: DevnetPlan, console: Console):
         competitions=(COMPETITION,),
         store=f"local:{root / 'store'}",
         api_port=plan.api_port,
-        round_interval_s=2 * plan.block_time,
+        round_interval_s=max(KEEP_ROUND_INTERVAL_S, 2 * plan.block_time) if plan.keep else 2 * plan.block_time,
         max_rounds=None if plan.keep else plan.rounds,
         timeout_per_model_s=300.0,
         seed_window_blocks=SEED_WINDOW,
@@ -159,7 +185,9 @@ def _run_validator(root: Path, plan: DevnetPlan, console: Console):
         min_free_disk_bytes=0,
         scoring_mode="inprocess",
     )
-    console.print(f"[bold]validator[/bold]: {plan.rounds} round(s), state in {config.state_path}"
+    rounds = (f"a round every {config.round_interval_s:.0f} s until Ctrl-C" if plan.keep
+              else f"{plan.rounds} round(s)")
+    console.print(f"[bold]validator[/bold]: {rounds}, state in {config.state_path}"
                   + (f", status API on http://127.0.0.1:{plan.api_port}" if plan.api_port else ""))
     return run_validator(config)
 
@@ -188,21 +216,27 @@ def register(app: typer.Typer) -> None:
     def devnet(
         miners: int = typer.Option(3, "--miners", min=1, max=6, help="Miners that train (each 4x longer than the last)."),
         rounds: int = typer.Option(3, "--rounds", min=1, help="Validator rounds to run."),
-        directory: Path = typer.Option(Path("devnet"), "--dir", help="Devnet directory (recreated)."),
+        directory: Path = typer.Option(Path("devnet"), "--dir",
+                                       help="Devnet directory; recreated if a devnet made it, else must be empty."),
+        force: bool = typer.Option(False, "--force", help="Delete --dir's contents even if a devnet did not create it."),
         base_steps: int = typer.Option(25, "--base-steps", min=1, help="Training steps of the weakest miner."),
         block_time: float = typer.Option(0.5, "--block-time", help="Seconds per local block."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
         commit_reveal: bool = typer.Option(False, "--commit-reveal",
                                            help="Commit-reveal weights: committed, revealed by the chain "
                                                 f"{REVEAL_PERIOD} blocks later."),
-        keep: bool = typer.Option(False, "--keep", help="Leave the validator and its status API running."),
+        keep: bool = typer.Option(False, "--keep", help=f"Keep the validator and its status API running (a round every "
+                                                         f"{KEEP_ROUND_INTERVAL_S:.0f} s) until Ctrl-C."),
         api_port: int = typer.Option(8091, "--api-port", help="Status API port (0: none)."),
     ) -> None:
         """Run the whole subnet locally: chain, store, miners, a copy-cat and a validator."""
+        from subnet.logs import setup_logging
+
         console = wide_console(stderr=as_json)
+        setup_logging("INFO", "auto")  # the validator's round lines, on stderr
         plan = DevnetPlan(directory=directory, miners=miners, rounds=rounds, base_steps=base_steps,
                           block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep,
-                          commit_reveal=commit_reveal)
+                          commit_reveal=commit_reveal, force=force)
         started = time.monotonic()
         result = run_devnet(plan, console)
         console.print(f"devnet finished in {time.monotonic() - started:.0f}s; weights set on chain: {result['weights_set']}")
