@@ -4,8 +4,8 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from subnet.miner.cli import app
+        from subnet.miner.cli import main
     except ModuleNotFoundError:
         print("the miner is not yet available in this version", file=sys.stderr)
         sys.exit(2)
-    app(prog_name="miner")
+    main()

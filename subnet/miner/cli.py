@@ -2,7 +2,9 @@
 
 Flags follow bittensor's style (--netuid, --network, --wallet.name, --wallet.hotkey,
 --wallet.path) so miners' existing scripts carry over; `--network devnet:PATH` runs against the
-embedded local chain and `--store local:DIR` against a directory store.
+embedded local chain and `--store local:DIR` against a directory store. Shared flags also read
+SUBNET_* environment variables (and btcli's BT_NETWORK, BT_WALLET, BT_WALLET_HOTKEY, BT_WALLET_PATH);
+uploads to the Hugging Face Hub use the token in HF_TOKEN (or `hf auth login`).
 """
 
 from __future__ import annotations
@@ -15,22 +17,32 @@ from typing import Any, Optional
 
 import typer
 
+from subnet.cli_support import CONTEXT_SETTINGS, CommandError, fail, run_command
+
 app = typer.Typer(help="Train, benchmark and publish models.", no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS)
 
 # ----------------------------------------------------------------------------- shared options
 
-NETWORK = typer.Option("finney", "--network", "--subtensor.network",
-                       help="finney | test | local | ws(s)://URL | devnet:PATH")
-NETUID = typer.Option(1, "--netuid", help="Subnet uid (the validator's default is 1).")
-WALLET_NAME = typer.Option("default", "--wallet.name", "--wallet-name", help="Bittensor wallet (coldkey) name.")
-WALLET_HOTKEY = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey", help="Hotkey name in the wallet.")
-WALLET_PATH = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path", help="Wallets directory.")
-COMPETITION = typer.Option("tiny", "--competition", "-c", help="Competition id.")
-COMPETITIONS_FILE = typer.Option(None, "--competitions-file", help="TOML/JSON file of competitions.")
-STORE = typer.Option("hf", "--store", help="hf (Hugging Face Hub) or local:DIR.")
-HF_ENDPOINT = typer.Option(None, "--hf-endpoint", help="Hugging Face endpoint (default: the public Hub).")
-DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N")
+NETWORK = typer.Option("finney", "--network", "--subtensor.network", "--subtensor.chain_endpoint",
+                       envvar=["SUBNET_NETWORK", "BT_NETWORK"],
+                       help="finney | test | local | ws(s)://URL | devnet:PATH (a devnet's chain.sqlite)")
+NETUID = typer.Option(None, "--netuid", envvar="SUBNET_NETUID", help="Subnet uid; required except on a devnet.")
+WALLET_NAME = typer.Option("default", "--wallet.name", "--wallet-name", envvar=["SUBNET_WALLET_NAME", "BT_WALLET"],
+                           help="Bittensor wallet (coldkey) name.")
+WALLET_HOTKEY = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey",
+                             envvar=["SUBNET_WALLET_HOTKEY", "BT_WALLET_HOTKEY"], help="Hotkey name in the wallet.")
+WALLET_PATH = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path",
+                           envvar=["SUBNET_WALLET_PATH", "BT_WALLET_PATH"], help="Wallets directory.")
+COMPETITION = typer.Option("tiny", "--competition", "-c", envvar="SUBNET_COMPETITION", help="Competition id.")
+COMPETITIONS_FILE = typer.Option(None, "--competitions-file", envvar="SUBNET_COMPETITIONS_FILE",
+                                 help="TOML/JSON file of competitions.")
+STORE = typer.Option("hf", "--store", envvar="SUBNET_STORE", help="hf (Hugging Face Hub) or local:DIR.")
+HF_ENDPOINT = typer.Option(None, "--hf-endpoint", envvar="HF_ENDPOINT",
+                           help="Hugging Face endpoint (default: the public Hub).")
+DEVICE = typer.Option("auto", "--device", envvar="SUBNET_DEVICE", help="auto | cpu | cuda | cuda:N")
+CACHE_DIR = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", envvar="SUBNET_CACHE_DIR",
+                         help="Where models downloaded from the chain's miners go.")
 
 
 def _competition(competition_id: str, competitions_file: Optional[Path]):
@@ -46,9 +58,16 @@ def _wallet(name: str, hotkey: str, path: str):
     return bt.Wallet(name=name, hotkey=hotkey, path=str(Path(path).expanduser()))
 
 
-def _chain(network: str, netuid: int, wallet=None):
-    from subnet.chain.factory import make_chain
+def _chain(network: str, netuid: Optional[int], wallet=None):
+    from subnet.chain.factory import DEVNET_PREFIX, make_chain, network_problem
 
+    problem = network_problem(network)
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--network")
+    if netuid is None:
+        if not network.startswith(DEVNET_PREFIX):
+            raise typer.BadParameter(f"required on network {network!r} (the subnet to mine)", param_hint="--netuid")
+        netuid = 1  # the devnet's own subnet
     return make_chain(network, netuid, wallet=wallet)
 
 
@@ -61,9 +80,7 @@ def _store(spec: str, hf_endpoint: Optional[str]):
         raise typer.BadParameter(str(e)) from None
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
+_fail = fail
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -102,21 +119,22 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def train(
     competition: str = COMPETITION,
     init: str = typer.Option("scratch", "--init", help="scratch | chain | a model directory."),
-    out_dir: str = typer.Option("runs/model", "--out-dir", help="Checkpoints, metrics and the final model/."),
-    steps: int = typer.Option(200, "--steps"),
+    out_dir: str = typer.Option("runs/model", "--out-dir", envvar="SUBNET_OUT_DIR",
+                                help="Checkpoints, metrics and the final model/ (must be empty unless --resume)."),
+    steps: int = typer.Option(200, "--steps", help="Optimizer steps in total (a resumed run counts earlier ones)."),
     micro_batch_size: int = typer.Option(8, "--batch-size", help="Sequences per micro-batch per process."),
-    grad_accum: int = typer.Option(1, "--grad-accum"),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimizer step."),
     seq_len: int = typer.Option(0, "--seq-len", help="0 = the competition's max_seq_len."),
-    lr: float = typer.Option(3e-3, "--lr"),
-    warmup_steps: int = typer.Option(20, "--warmup-steps"),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (cosine decay after warm-up)."),
+    warmup_steps: int = typer.Option(20, "--warmup-steps", help="Steps of linear learning-rate warm-up."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | muon (Muon for hidden matrices)."),
     dataset: str = typer.Option("", "--dataset", help="'' = the competition's; synthetic | fineweb | parquet:DIR"),
-    seed: int = typer.Option(1337, "--seed"),
+    seed: int = typer.Option(1337, "--seed", help="Seed of the initial weights and the data order."),
     device: str = DEVICE,
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Steps between checkpoints (0: end only)."),
     resume: str = typer.Option("", "--resume", help="'latest' or a checkpoint directory."),
-    log_every: int = typer.Option(10, "--log-every"),
+    log_every: int = typer.Option(10, "--log-every", help="Steps between progress lines and metrics.jsonl records."),
     progress: str = typer.Option("auto", "--progress",
                                  help="bar | lines | auto (a bar when stderr is a terminal, else log lines)."),
     overrides: list[str] = typer.Option([], "--set", help="Any TrainConfig field: --set weight_decay=0.05"),
@@ -142,8 +160,12 @@ def train(
     chain = model_store = None
     if init == "chain":
         chain, model_store = _chain(network, netuid), _store(store, hf_endpoint)
+    from subnet.miner.run_dir import TrainingInterrupted
+
     try:
         result = run_training(config, chain=chain, store=model_store)
+    except TrainingInterrupted as e:
+        _fail(str(e), code=130)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     finally:
@@ -173,7 +195,7 @@ def benchmark(
     device: str = DEVICE,
     as_json: bool = typer.Option(False, "--json", help="End with one JSON object on the last line."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write histograms and error-bar curves to this PNG."),
-    cache_dir: Path = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", help="Where on-chain models go."),
+    cache_dir: Path = CACHE_DIR,
     network: str = NETWORK,
     netuid: int = NETUID,
     store: str = STORE,
@@ -270,10 +292,11 @@ def upload(
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     force: bool = typer.Option(False, "--force", help="Publish even if the benchmark says it cannot win."),
     incumbent: str = typer.Option("chain", "--incumbent", help="'chain', 'none' (skip the benchmark) or a directory."),
-    incumbent_age_blocks: Optional[float] = typer.Option(None, "--incumbent-age-blocks"),
+    incumbent_age_blocks: Optional[float] = typer.Option(None, "--incumbent-age-blocks",
+                                                         help="Age of the incumbent (default: from its commitment)."),
     documents: int = typer.Option(0, "--documents", help="Benchmark documents (0: the competition's round size)."),
     device: str = DEVICE,
-    cache_dir: Path = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir"),
+    cache_dir: Path = CACHE_DIR,
     network: str = NETWORK,
     netuid: int = NETUID,
     wallet_name: str = WALLET_NAME,
@@ -281,26 +304,52 @@ def upload(
     wallet_path: str = WALLET_PATH,
     store: str = STORE,
     hf_endpoint: Optional[str] = HF_ENDPOINT,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Replace this hotkey's existing commitment without asking."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Run the checks and the benchmark, say what would happen, change nothing."),
 ) -> None:
     """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure."""
     from subnet.miner.upload import UploadError, upload_model
+    from subnet.preflight import check_hub_write, hotkey_address, read_metagraph, registered_neuron
 
     comp = _competition(competition, competitions_file)
-    wallet = _wallet(wallet_name, wallet_hotkey, wallet_path)
-    hotkey = wallet.hotkey.ss58_address
-    chain = _chain(network, netuid, wallet)
+    model_store = _store(store, hf_endpoint)
+    # Preflight, before anything is uploaded: the key signs, the hotkey is registered, the Hub takes writes.
+    try:
+        wallet = _wallet(wallet_name, wallet_hotkey, wallet_path)
+        hotkey = hotkey_address(wallet)
+        chain = _chain(network, netuid, wallet)
+        neuron = registered_neuron(read_metagraph(chain, network), hotkey, network)
+        account = check_hub_write(model_store, namespace)
+    except CommandError as e:
+        _fail(str(e))
+    typer.echo(f"hotkey {hotkey} is uid {neuron.uid} on subnet {chain.netuid}"
+               + (f"; Hub account {account}" if account else ""))
     incumbent_dir = None if incumbent in ("chain", "none") else Path(incumbent)
     try:
         ref = upload_model(
-            model_dir, _store(store, hf_endpoint), chain, hotkey, namespace, name, comp, force=force,
+            model_dir, model_store, chain, hotkey, namespace, name, comp, force=force,
             incumbent_dir=incumbent_dir, incumbent_age_blocks=incumbent_age_blocks,
             find_incumbent=incumbent == "chain", cache_dir=cache_dir.expanduser(), n_documents=documents,
-            device=device, echo=typer.echo,
+            device=device, echo=typer.echo, confirm_replace=None if yes else _ask, dry_run=dry_run,
         )
     except UploadError as e:
         _fail(str(e))
-    typer.echo(ref.encode())
+    if ref is not None:
+        typer.echo(ref.encode())
+
+
+def _ask(question: str) -> bool:
+    """A yes/no on the terminal; no terminal (or no answer) is a no: pass --yes in scripts."""
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        return False
+
+
+def main() -> None:
+    raise SystemExit(run_command(app, prog_name="miner"))
 
 
 if __name__ == "__main__":
-    app()
+    main()

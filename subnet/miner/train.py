@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,8 @@ from subnet.miner.data import HeldOut, PackedStream, ShardedStreams, make_traini
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
 from subnet.miner.progress import TrainProgress, wants_bar
 from subnet.miner.streaming import StreamingPackedStream, is_stream
+from subnet.miner.run_dir import TrainingInterrupted, refuse_existing_run, stop_agreed, truncate_metrics
+from subnet.signals import stop_requested_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     tokenizer = load_tokenizer(competition.tokenizer)
     seq_len = config.seq_len or competition.max_seq_len
     out_dir = Path(config.out_dir)
+    if not config.resume and env.is_main:  # other ranks may find rank 0's first files already there
+        refuse_existing_run(out_dir)
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -137,6 +142,7 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
         stream.load_state_dict(mine["data"])
         restore_rng(mine["rng"])
         if env.is_main:
+            truncate_metrics(out_dir / METRICS_FILE, step)
             echo(f"resumed from {resume_from} at step {step}")
     start_step = step
 
@@ -155,8 +161,10 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     pending: list[torch.Tensor] = []  # per-step losses still on the device (read at log time: no sync per step)
     checkpoints: list[Path] = []
     timer = Throughput()
-    with TrainProgress(bar=show_bar and env.is_main, total=config.steps, done=step, echo=echo) as progress:
-        while step < config.steps:
+    interrupted = threading.Event()
+    with stop_requested_on_signals(interrupted, echo), \
+            TrainProgress(bar=show_bar and env.is_main, total=config.steps, done=step, echo=echo) as progress:
+        while step < config.steps and not stop_agreed(interrupted, env):
             lr_scale = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
             for opt in optimizers:
                 for group in opt.param_groups:
@@ -208,6 +216,8 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     final_ckpt = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env, mode)
     if final_ckpt is not None:
         checkpoints.append(final_ckpt)
+    if step < config.steps:  # stopped by a signal: the checkpoint is the result
+        raise TrainingInterrupted(step, final_ckpt)
     model_dir = None
     if mode == "fsdp":
         model = sharding.consolidated_model(model)  # the plain model validators load (rank 0; None elsewhere)

@@ -55,12 +55,18 @@ def upload_model(
     n_documents: int = 0,
     device: str = "auto",
     echo: Callable[[str], None] = print,
-) -> ModelRef:
+    confirm_replace: Callable[[str], bool] | None = None,
+    dry_run: bool = False,
+) -> ModelRef | None:
     """Publish `model_dir` for `wallet_hotkey_ss58` (whose wallet `chain` signs with); returns the ModelRef.
 
     The benchmark runs when an incumbent is given (`incumbent_dir`, aged `incumbent_age_blocks`)
     or, with `find_incumbent`, when the chain has one (another hotkey's best model). A model that
     cannot win is refused unless `force`.
+
+    Replacing a different commitment restarts the hotkey's model age, so `confirm_replace(question)`
+    is asked first (None: replace without asking, as scripts and devnet do). `dry_run` stops after the
+    checks and the benchmark, saying what would happen, and returns None.
     """
     model_dir = Path(model_dir)
     check_like_validator(model_dir, competition)
@@ -69,6 +75,14 @@ def upload_model(
     if not force:
         refuse_if_cannot_win(model_dir, chain, store, wallet_hotkey_ss58, competition, incumbent_dir,
                              incumbent_age_blocks, incumbent_block, find_incumbent, cache_dir, n_documents, device, echo)
+
+    if dry_run:
+        existing = own_commitment(chain, wallet_hotkey_ss58)
+        replacing = (f", replacing its commitment {existing.data!r} of block {existing.block} (the model's age "
+                     "restarts)" if existing is not None else "")
+        echo(f"dry run: would upload {model_dir} privately to {namespace}/{name}, commit it for "
+             f"{wallet_hotkey_ss58}{replacing}, then make it public")
+        return None
 
     commit = store.upload(model_dir, namespace, name, private=True)
     echo(f"uploaded privately to {namespace}/{name} at revision {commit}")
@@ -80,6 +94,10 @@ def upload_model(
     if existing is not None and existing.data == data:
         echo(f"chain already holds this commitment (block {existing.block}); not committing again")
     else:
+        if existing is not None and confirm_replace is not None and not confirm_replace(
+                f"replace the commitment {existing.data!r} of block {existing.block} with {data!r}? "
+                "The new model's age starts at 0"):
+            raise UploadError(f"kept the existing commitment; {namespace}/{name}@{commit} stays private")
         try:
             block = chain.commit(data)
             echo(f"committed {data} in block {block}")
