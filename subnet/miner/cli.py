@@ -58,8 +58,9 @@ def _wallet(name: str, hotkey: str, path: str):
     return bt.Wallet(name=name, hotkey=hotkey, path=str(Path(path).expanduser()))
 
 
-def _chain(network: str, netuid: Optional[int], wallet=None):
-    from subnet.chain.factory import DEVNET_PREFIX, make_chain, network_problem
+def _netuid(network: str, netuid: Optional[int]) -> int:
+    """Usage checks of --network and --netuid (required off a devnet, whose subnet is 1)."""
+    from subnet.chain.factory import DEVNET_PREFIX, network_problem
 
     problem = network_problem(network)
     if problem:
@@ -67,8 +68,14 @@ def _chain(network: str, netuid: Optional[int], wallet=None):
     if netuid is None:
         if not network.startswith(DEVNET_PREFIX):
             raise typer.BadParameter(f"required on network {network!r} (the subnet to mine)", param_hint="--netuid")
-        netuid = 1  # the devnet's own subnet
-    return make_chain(network, netuid, wallet=wallet)
+        return 1
+    return netuid
+
+
+def _chain(network: str, netuid: Optional[int], wallet=None):
+    from subnet.chain.factory import make_chain
+
+    return make_chain(network, _netuid(network, netuid), wallet=wallet)
 
 
 def _store(spec: str, hf_endpoint: Optional[str]):
@@ -309,10 +316,12 @@ def upload(
                                  help="Run the checks and the benchmark, say what would happen, change nothing."),
 ) -> None:
     """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure."""
+    from subnet.chain.base import ChainError
     from subnet.miner.upload import UploadError, upload_model
     from subnet.preflight import check_hub_write, hotkey_address, read_metagraph, registered_neuron
 
     comp = _competition(competition, competitions_file)
+    netuid = _netuid(network, netuid)
     model_store = _store(store, hf_endpoint)
     # Preflight, before anything is uploaded: the key signs, the hotkey is registered, the Hub takes writes.
     try:
@@ -335,6 +344,8 @@ def upload(
         )
     except UploadError as e:
         _fail(str(e))
+    except ChainError as e:  # e.g. the commit rate limit: re-running upload finishes the job
+        _fail(f"the chain refused ({e.code}): {e}; re-run upload to finish")
     if ref is not None:
         typer.echo(ref.encode())
 

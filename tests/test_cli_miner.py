@@ -1,0 +1,197 @@
+"""What a miner meets first: upload preflight, the replace-commitment question, train's run directory.
+
+An unregistered hotkey used to upload privately and then crash with a ChainError traceback, and a
+second upload silently replaced the miner's commitment (resetting its age). Training appended to an
+old run's metrics and saved nothing on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from subnet.chain.keys import create_wallet
+from subnet.chain.local import LocalChain
+from subnet.miner.cli import app
+from subnet.miner.run_dir import truncate_metrics
+from subnet.preflight import PreflightError, check_hub_write
+from tests.test_miner_support import trained_run
+
+
+@pytest.fixture
+def devnet(tmp_path):
+    wallets = tmp_path / "wallets"
+    miner = create_wallet(wallets, "miner")
+    create_wallet(wallets, "stranger")
+    with LocalChain(tmp_path / "chain.sqlite", netuid=1) as chain:
+        chain.register(miner.hotkey.ss58_address, miner.coldkeypub.ss58_address)
+    (tmp_path / "store").mkdir()
+    return tmp_path, miner.hotkey.ss58_address
+
+
+def upload_args(tmp_path, model_dir, wallet="miner", name="tiny-a", *extra):
+    return ["upload", str(model_dir), "--namespace", "miner", "--name", name, "--incumbent", "none",
+            "--network", f"devnet:{tmp_path / 'chain.sqlite'}", "--store", f"local:{tmp_path / 'store'}",
+            "--wallet.path", str(tmp_path / "wallets"), "--wallet.name", wallet, "--device", "cpu", *extra]
+
+
+def commitment(tmp_path, hotkey):
+    with LocalChain(tmp_path / "chain.sqlite", netuid=1) as chain:
+        return next((c.data for c in chain.commitments() if c.hotkey == hotkey), None)
+
+
+def one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    return lines[0]
+
+
+@pytest.mark.parametrize("wallet, fragment", [("stranger", "is not registered on subnet 1"),
+                                              ("nobody", "hotkey file")])
+def test_upload_preflight_fails_in_one_line_before_uploading(devnet, wallet, fragment):
+    tmp_path, _ = devnet
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()  # never read: the preflight fails first
+    run = CliRunner().invoke(app, upload_args(tmp_path, model_dir, wallet))
+    assert run.exit_code == 1
+    assert fragment in one_error_line(run.output)
+    assert not any((tmp_path / "store").iterdir()), "nothing may be uploaded before the preflight passes"
+
+
+def test_upload_asks_before_replacing_a_commitment(devnet):
+    tmp_path, hotkey = devnet
+    result, out = trained_run()
+    first = CliRunner().invoke(app, upload_args(tmp_path, result.model_dir, "miner", "tiny-a"))
+    assert first.exit_code == 0, first.output
+    committed = commitment(tmp_path, hotkey)
+    other = out / "checkpoints/step_00000005/model"
+
+    dry = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b", "--dry-run"))
+    assert dry.exit_code == 0, dry.output
+    assert "dry run" in dry.output and "replacing its commitment" in dry.output
+    assert commitment(tmp_path, hotkey) == committed
+
+    declined = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b"), input="n\n")
+    assert declined.exit_code == 1 and "kept the existing commitment" in declined.output
+    assert "replace the commitment" in declined.output
+    assert commitment(tmp_path, hotkey) == committed
+
+    limited = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b", "--yes"))
+    if limited.exit_code:  # committed in this same block: the chain's rate limit, reported in one line
+        assert "rate" in limited.output.splitlines()[-1] and limited.output.splitlines()[-1].startswith("error: ")
+        with LocalChain(tmp_path / "chain.sqlite", netuid=1) as chain:
+            chain.advance(2)
+    replaced = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b", "--yes"))
+    assert replaced.exit_code == 0, replaced.output
+    assert commitment(tmp_path, hotkey) != committed and "tiny-b" in commitment(tmp_path, hotkey)
+
+
+def test_netuid_is_required_off_devnet(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "subnet.miner.cli", "upload", str(tmp_path), "--namespace", "a",
+                          "--name", "b", "--network", "test"], capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "SUBNET_NETUID"})
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--netuid" in lines[0] and "required" in lines[0], run.stderr
+
+
+# ----------------------------------------------------------------------------- Hub write access
+
+
+class WhoAmI(BaseHTTPRequestHandler):
+    """/api/whoami-v2 answering as the Hub does: 401 for an unknown token, else the account."""
+
+    accounts = {
+        "hf_write": {"name": "alice", "orgs": [{"name": "team"}], "auth": {"accessToken": {"role": "write"}}},
+        "hf_read": {"name": "alice", "orgs": [], "auth": {"accessToken": {"role": "read"}}},
+    }
+
+    def do_GET(self):
+        token = self.headers.get("authorization", "").removeprefix("Bearer ")
+        account = self.accounts.get(token) if self.path == "/api/whoami-v2" else None
+        body = json.dumps(account or {"error": "Invalid credentials in Authorization header"}).encode()
+        self.send_response(200 if account else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hub():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), WhoAmI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def hub_store(endpoint, token):
+    from subnet.hub.huggingface import HuggingFaceStore
+
+    return HuggingFaceStore(endpoint=endpoint, token=token)
+
+
+def test_hub_write_access_is_checked_with_whoami(hub):
+    assert check_hub_write(hub_store(hub, "hf_write"), "alice") == "alice"
+    assert check_hub_write(hub_store(hub, "hf_write"), "team") == "alice"
+    with pytest.raises(PreflightError, match="read-only"):
+        check_hub_write(hub_store(hub, "hf_read"), "alice")
+    with pytest.raises(PreflightError, match="neither the token's user"):
+        check_hub_write(hub_store(hub, "hf_write"), "bob")
+    with pytest.raises(PreflightError, match="refused the token"):
+        check_hub_write(hub_store(hub, "hf_wrong"), "alice")
+
+
+# ----------------------------------------------------------------------------- train's run directory
+
+
+TRAIN = ["--steps", "400", "--seq-len", "32", "--batch-size", "2", "--warmup-steps", "2", "--device", "cpu",
+         "--log-every", "1", "--progress", "lines", "--set", "reference_documents=20", "--set", "docs_per_chunk=20"]
+
+
+def test_train_refuses_another_runs_directory(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
+    run = CliRunner().invoke(app, ["train", "--out-dir", str(tmp_path), *TRAIN])
+    assert run.exit_code == 1 and "--resume latest" in one_error_line(run.output)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_sigint_checkpoints_and_resume_continues_without_duplicate_metrics(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "subnet.miner.cli", "train", "--out-dir", str(out), *TRAIN],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("step") and "/400" in line and int(line.split()[1].split("/")[0]) >= 3:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "continue with --resume latest" in rest
+    saved = sorted((out / "checkpoints").iterdir())
+    assert saved, "no checkpoint written on SIGINT"
+    step = int(saved[-1].name.split("_")[-1])
+    assert 3 <= step < 400
+    metrics = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert metrics == list(range(1, len(metrics) + 1))
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (10, 20, 30, 40)))
+    truncate_metrics(path, 20)
+    assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [10, 20]
