@@ -158,45 +158,19 @@ def render(rows: list[dict], console: Console, title: str = "scores") -> None:
     console.print(t)
 
 
-def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> None:
-    """Each model's mean loss with its 95% interval over rounds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> Path:
+    """Each model's loss over rounds and its paired difference from the leader (subnet.scores_plot)."""
+    from subnet.scores_plot import NothingToPlot, collect, draw
     from subnet.validator.state import ValidatorState
 
     state = ValidatorState(Path(state_dir).expanduser() / "state.sqlite")
     try:
-        series: dict[str, list[tuple[int, float, float, float]]] = {}
-        for rnd in sorted(state.rounds(limit=10_000), key=lambda r: r.id):
-            for res in state.results(rnd.id):
-                if res.mean_loss is None or not math.isfinite(res.mean_loss):
-                    continue
-                model = state.model(res.model_id)
-                if model is None or (competition and model.competition != competition):
-                    continue
-                label = f"uid {model.uid} {model.hotkey[:6]}"
-                low = res.ci_low if res.ci_low is not None and math.isfinite(res.ci_low) else res.mean_loss
-                high = res.ci_high if res.ci_high is not None and math.isfinite(res.ci_high) else res.mean_loss
-                series.setdefault(label, []).append((rnd.block, res.mean_loss, low, high))
+        plots = collect(state, competition)
+    except NothingToPlot as e:
+        raise ScoresUnavailable(str(e)) from None
     finally:
         state.close()
-    if not series:
-        raise ScoresUnavailable("no scored rounds to plot yet")
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for label, pts in sorted(series.items()):
-        blocks, mean, lo, hi = zip(*pts)
-        ax.errorbar(blocks, mean, yerr=[[m - l for m, l in zip(mean, lo)], [h - m for m, h in zip(mean, hi)]],
-                    marker="o", capsize=3, label=label)
-    ax.set_xlabel("block of the round")
-    ax.set_ylabel("mean loss per token (95% CI)")
-    ax.set_title("model loss over rounds")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    return draw(plots, out)
 
 
 def register(app: typer.Typer) -> None:
@@ -204,9 +178,10 @@ def register(app: typer.Typer) -> None:
     def scores(
         state: Path = typer.Option(None, "--state", help="The validator's --state-dir."),
         url: str = typer.Option(None, "--url", help="The validator's status API, e.g. http://127.0.0.1:8091."),
-        competition: str = typer.Option(None, "--competition", "-c"),
+        competition: str = typer.Option(None, "--competition", "-c", help="Only this competition."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
-        plot: Path = typer.Option(None, "--plot", help="Draw each model's loss over rounds to this PNG."),
+        plot: Path = typer.Option(None, "--plot", help="Draw each model's loss over rounds, and its paired "
+                                                       "difference from the leader, to this PNG."),
         deregistered: bool = typer.Option(False, "--deregistered", help="Also list hotkeys that left the subnet."),
         serve: bool = typer.Option(False, "--serve", help="Serve the leaderboard page and JSON API over --state "
                                    "until Ctrl-C (read-only)."),

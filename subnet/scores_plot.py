@@ -1,0 +1,184 @@
+"""`subnet scores --plot`: who leads, by how much, and whether the difference is real.
+
+Two panels per competition. The top one has one series per model (not per uid: a new model at a
+uid is a new series), losses over rounds on a log axis; copies are drawn hollow and dashed, nudged
+sideways so they never hide the model they copied; the weight holder is drawn thick with a star.
+The bottom one answers the question the top cannot (intervals of width 0.01 are invisible on a 1-6
+axis): each model's paired per-document difference from the leader in the latest round, with its
+95% interval. The legend sits outside the data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Series:
+    model_id: int
+    hotkey: str
+    label: str
+    copy_of: str | None = None
+    points: list[tuple[int, float, float, float]] = field(default_factory=list)  # block, mean, low, high
+
+
+@dataclass
+class PairedDiff:
+    label: str
+    mean: float
+    low: float
+    high: float
+    copy: bool
+
+
+@dataclass
+class CompetitionPlot:
+    competition: str
+    series: dict[int, Series]
+    holder: str | None  # hotkey holding the largest weight
+    leader: str = ""  # label of the model the differences are taken from
+    round_block: int | None = None
+    diffs: list[PairedDiff] = field(default_factory=list)
+
+
+class NothingToPlot(RuntimeError):
+    pass
+
+
+def _finite(x: float | None, default: float) -> float:
+    return x if x is not None and math.isfinite(x) else default
+
+
+def _label(model) -> str:
+    from subnet.hub.model_ref import ModelRef
+
+    try:
+        name = ModelRef.parse(model.ref).short()
+    except Exception:  # noqa: BLE001 - a label only
+        name = model.ref[:24]
+    return f"uid {model.uid} {name}"
+
+
+def collect(state, competition: str | None = None) -> list[CompetitionPlot]:
+    """Everything the figure shows, read from the validator state."""
+    from subnet.eval.types import DocLosses
+    from subnet.scoring.stats import mean_interval
+
+    plots: dict[str, CompetitionPlot] = {}
+    models: dict[int, object] = {}
+    ema = state.all_ema()
+    latest: dict[str, tuple[int, list]] = {}
+    for rnd in sorted(state.rounds(limit=100_000), key=lambda r: r.id):
+        for res in state.results(rnd.id):
+            if competition and res.competition != competition:
+                continue
+            if res.mean_loss is None or not math.isfinite(res.mean_loss) or res.model_id is None:
+                continue
+            if res.model_id not in models:
+                models[res.model_id] = state.model(res.model_id)
+            model = models[res.model_id]
+            if model is None:
+                continue
+            weights = ema.get(res.competition, {})
+            holder = max(weights, key=weights.get) if weights and max(weights.values()) > 0 else None
+            plot = plots.setdefault(res.competition, CompetitionPlot(res.competition, {}, holder))
+            s = plot.series.setdefault(res.model_id, Series(res.model_id, model.hotkey, _label(model)))
+            s.copy_of = res.copy_of or s.copy_of
+            s.points.append((rnd.block, res.mean_loss, _finite(res.ci_low, res.mean_loss),
+                             _finite(res.ci_high, res.mean_loss)))
+            if res.losses is not None:
+                if latest.get(res.competition, (None,))[0] != rnd.id:
+                    latest[res.competition] = (rnd.id, [], rnd.block)
+                latest[res.competition][1].append(res)
+    if not plots:
+        raise NothingToPlot("no scored rounds to plot yet")
+    for cid, plot in plots.items():
+        if cid not in latest:
+            continue
+        _, results, block = latest[cid]
+        per_doc = {r.hotkey: (r, DocLosses.from_bytes(r.losses).per_token()) for r in results}
+        originals = [r for r in results if not r.copy_of]
+        leader = next((r for r in results if r.hotkey == plot.holder), None) or min(
+            originals or results, key=lambda r: r.mean_loss)
+        base = per_doc[leader.hotkey][1]
+        plot.leader, plot.round_block = plot.series[leader.model_id].label, block
+        for hotkey, (r, losses) in per_doc.items():
+            if hotkey == leader.hotkey or len(losses) != len(base):
+                continue
+            interval = mean_interval(losses - base)
+            if math.isfinite(interval.mean):
+                plot.diffs.append(PairedDiff(plot.series[r.model_id].label, interval.mean,
+                                             _finite(interval.low, interval.mean),
+                                             _finite(interval.high, interval.mean), bool(r.copy_of)))
+        plot.diffs.sort(key=lambda d: d.mean)
+    return [plots[c] for c in sorted(plots)]
+
+
+def _copy_label(plot: CompetitionPlot, s: Series) -> str:
+    original = next((o for o in plot.series.values() if o.hotkey == s.copy_of), None)
+    return f"{s.label} (copy of {original.label.split(' ')[1] if original else s.copy_of[:8]})"
+
+
+def draw(plots: list[CompetitionPlot], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2 * len(plots), 1, figsize=(11, 7.5 * len(plots)), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2] * len(plots)})
+    for i, plot in enumerate(plots):
+        _draw_history(axes[2 * i][0], plot)
+        _draw_diffs(axes[2 * i + 1][0], plot)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def _draw_history(ax, plot: CompetitionPlot) -> None:
+    blocks = sorted({p[0] for s in plot.series.values() for p in s.points})
+    step = min(np.diff(blocks)) if len(blocks) > 1 else 1.0
+    colors = iter(__import__("matplotlib").colormaps["tab10"].colors * 10)
+    # The holder's current model: its newest series (an older model of the same hotkey holds nothing now).
+    holder_series = max((s for s in plot.series.values() if s.hotkey == plot.holder and not s.copy_of),
+                        key=lambda s: s.points[-1][0], default=None)
+    for s in sorted(plot.series.values(), key=lambda s: (s.copy_of is not None, s.label)):
+        b, mean, lo, hi = (np.array(v, dtype=float) for v in zip(*s.points))
+        holder = s is holder_series
+        if s.copy_of:  # hollow, dashed and nudged right: never on top of the model it copies
+            ax.errorbar(b + 0.12 * step, mean, yerr=[mean - lo, hi - mean], fmt="--o", mfc="none", capsize=3,
+                        color="0.45", zorder=2, label=_copy_label(plot, s))
+            continue
+        color = next(colors)
+        ax.errorbar(b, mean, yerr=[mean - lo, hi - mean], fmt="-o", capsize=3, color=color, zorder=3,
+                    lw=3 if holder else 1.5, label=s.label + ("  ★ holds the weight" if holder else ""))
+        if holder:
+            ax.plot(b[-1:], mean[-1:], marker="*", ms=18, color=color, mec="black", zorder=4, ls="none")
+    ax.set_yscale("log")
+    ax.set_xlabel("block of the round")
+    ax.set_ylabel("mean loss per token (log scale, 95% CI)")
+    ax.set_title(f"{plot.competition}: each model's loss over rounds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def _draw_diffs(ax, plot: CompetitionPlot) -> None:
+    ax.axvline(0.0, color="black", lw=1)
+    if not plot.diffs:
+        ax.text(0.5, 0.5, "no per-document losses to compare yet", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_yticks([])
+    for y, d in enumerate(plot.diffs):
+        ax.errorbar([d.mean], [y], xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", capsize=4,
+                    mfc="none" if d.copy else None, color="0.45" if d.copy else "C0")
+    ax.set_yticks(range(len(plot.diffs)), [d.label + (" (copy)" if d.copy else "") for d in plot.diffs], fontsize=8)
+    ax.set_ylim(-0.7, max(len(plot.diffs), 1) - 0.3)
+    ax.set_xlabel(f"paired loss difference from the leader, {plot.leader} (> 0: worse; 95% CI)")
+    ax.set_title(f"{plot.competition}: latest round (block {plot.round_block}), per-document difference from "
+                 "the leader")
+    ax.grid(True, axis="x", alpha=0.3)
