@@ -88,9 +88,11 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
     pages = max(1, -(-n_documents // comp.sampling.page_size))
     data = source.fetch_round("0x" + "00" * 32, pages, comp.sampling.page_size, n_documents)
     docs = tokenize_documents(data.documents, load_tokenizer(comp.tokenizer), comp.max_seq_len, data.digest)
+    from subnet.progress import WorkProgress
     from subnet.scoring.wins import Candidate, failure_reason
 
-    losses = compute_losses(model, docs, device=device)
+    with WorkProgress("scoring", len(docs), "docs") as progress:
+        losses = compute_losses(model, docs, device=device, on_documents=progress.advance)
     per_token = losses.per_token()
     interval = mean_interval(per_token)
     return {

@@ -54,13 +54,9 @@ def _finite(x: float | None, default: float) -> float:
 
 
 def _label(model) -> str:
-    from subnet.hub.model_ref import ModelRef
+    from subnet.validator.report import short_ref
 
-    try:
-        name = ModelRef.parse(model.ref).short()
-    except Exception:  # noqa: BLE001 - a label only
-        name = model.ref[:24]
-    return f"uid {model.uid} {name}"
+    return f"uid {model.uid} {short_ref(model.ref)}"
 
 
 def collect(state, competition: str | None = None) -> list[CompetitionPlot]:
@@ -120,7 +116,7 @@ def collect(state, competition: str | None = None) -> list[CompetitionPlot]:
 
 def _copy_label(plot: CompetitionPlot, s: Series) -> str:
     original = next((o for o in plot.series.values() if o.hotkey == s.copy_of), None)
-    return f"{s.label} (copy of {original.label.split(' ')[1] if original else s.copy_of[:8]})"
+    return f"{s.label} (copy of {' '.join(original.label.split(' ')[:2]) if original else s.copy_of[:8]})"
 
 
 def draw(plots: list[CompetitionPlot], out: Path) -> Path:
@@ -129,13 +125,12 @@ def draw(plots: list[CompetitionPlot], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2 * len(plots), 1, figsize=(11, 7.5 * len(plots)), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 2] * len(plots)})
+    fig, axes = plt.subplots(2 * len(plots), 1, figsize=(13, 8.5 * len(plots)), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 2] * len(plots)}, layout="constrained")
     for i, plot in enumerate(plots):
         _draw_history(axes[2 * i][0], plot)
         _draw_diffs(axes[2 * i + 1][0], plot)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110, bbox_inches="tight")
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -159,7 +154,12 @@ def _draw_history(ax, plot: CompetitionPlot) -> None:
                     lw=3 if holder else 1.5, label=s.label + ("  ★ holds the weight" if holder else ""))
         if holder:
             ax.plot(b[-1:], mean[-1:], marker="*", ms=18, color=color, mec="black", zorder=4, ls="none")
+    from matplotlib.ticker import FormatStrFormatter
+
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.2f"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2f"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("block of the round")
     ax.set_ylabel("mean loss per token (log scale, 95% CI)")
     ax.set_title(f"{plot.competition}: each model's loss over rounds")
@@ -176,6 +176,8 @@ def _draw_diffs(ax, plot: CompetitionPlot) -> None:
     for y, d in enumerate(plot.diffs):
         ax.errorbar([d.mean], [y], xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", capsize=4,
                     mfc="none" if d.copy else None, color="0.45" if d.copy else "C0")
+        ax.annotate(f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]", (d.mean, y), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=8)
     ax.set_yticks(range(len(plot.diffs)), [d.label + (" (copy)" if d.copy else "") for d in plot.diffs], fontsize=8)
     ax.set_ylim(-0.7, max(len(plot.diffs), 1) - 0.3)
     ax.set_xlabel(f"paired loss difference from the leader, {plot.leader} (> 0: worse; 95% CI)")

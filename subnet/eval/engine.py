@@ -114,6 +114,7 @@ def compute_losses(
     token_budget: int | None = None,
     chunk_tokens: int | None = None,
     use_padding_mask: bool = False,
+    on_documents: Callable[[int], None] | None = None,
 ) -> DocLosses:
     """Summed NLL, predicted-token count, bytes and status for every document, in input order.
 
@@ -125,6 +126,7 @@ def compute_losses(
     pads after it, so the mask changes nothing for the positions we read, and without it SDPA
     takes its fused causal path (faster on CPU and GPU). `use_padding_mask=True` passes the
     padding mask anyway; the tests check both give the batch-size-1 losses.
+    `on_documents(n)` is told after each batch how many documents it scored (progress bars).
     """
     device = torch.device(device)
     _check_device(model, device)
@@ -141,6 +143,8 @@ def compute_losses(
             batch = pending.popleft()
             try:
                 nll[batch] = _score_batch(head, [docs.tokens[i] for i in batch], device, chunk, use_padding_mask)
+                if on_documents is not None:
+                    on_documents(len(batch))
             except torch.OutOfMemoryError:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -234,9 +234,12 @@ def score_model(model_dir: Path | str, competition: Competition, docs, device: s
     from subnet.eval.engine import compute_losses
     from subnet.hub.loading import load_model
 
+    from subnet.progress import WorkProgress
+
     model = load_model(Path(model_dir), competition, device=device)
     try:
-        return compute_losses(model, docs, device=device).per_token()
+        with WorkProgress(f"scoring {Path(model_dir).name}", len(docs), "docs") as progress:
+            return compute_losses(model, docs, device=device, on_documents=progress.advance).per_token()
     finally:
         del model
         if device.startswith("cuda"):

@@ -79,13 +79,15 @@ def inprocess_scorer(device: str) -> Scorer:
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
         from subnet.eval.engine import compute_losses
         from subnet.hub.loading import load_model
+        from subnet.progress import WorkProgress
 
         out = {}
         for job in jobs:
             start = time.perf_counter()
             try:
                 model = load_model(job.model_dir, competition, device=device)
-                losses = compute_losses(model, docs, device=device)
+                with WorkProgress(f"scoring {job.key[:12]}", len(docs), "docs") as progress:
+                    losses = compute_losses(model, docs, device=device, on_documents=progress.advance)
                 del model
             except ModelRejected as e:
                 out[job.key] = ScoreOutcome(None, f"rejected:{e.reason}", e.detail, time.perf_counter() - start)

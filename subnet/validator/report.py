@@ -19,6 +19,16 @@ log = logging.getLogger("subnet.validator.round")
 _WEIGHTS_TEXT = {st.ROUND_WEIGHTS_SET: "weights set", st.ROUND_DONE: "weights not set this round"}
 
 
+def short_ref(text: str) -> str:
+    """`namespace/name@commit8` for a commitment string; a malformed one is cut to 40 characters."""
+    from subnet.hub.model_ref import ModelRef
+
+    try:
+        return ModelRef.parse(text).short()
+    except Exception:  # noqa: BLE001 - display only
+        return text[:40]
+
+
 def round_reporter(state: ValidatorState) -> Callable[[RoundSummary], None]:
     """A daemon `on_round` callback that logs a finished round with uids and model refs from the state."""
 
@@ -46,7 +56,7 @@ def round_lines(summary: RoundSummary, models: dict, uids: dict[str, int]) -> li
         keys = sorted(set(o.win_rates) | set(o.failed) | set(o.mean_loss), key=lambda k: -o.ema.get(k, 0.0))
         for key in keys:
             record = models.get(key)
-            uid, ref = uids.get(key, record.uid if record else None), record.ref if record else "?"
+            uid, ref = uids.get(key, record.uid if record else None), short_ref(record.ref) if record else "?"
             fields = {"event": "model", "round": summary.round_id, "competition": cid, "uid": uid, "hotkey": key,
                       "ref": ref}
             if key in o.failed:
