@@ -49,11 +49,13 @@ class WorkProgress:
         self._started = self._last_line = time.monotonic()
         if self.bar:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn, TransferSpeedColumn)
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn(self.unit), TimeRemainingColumn(), console=Console(stderr=True),
-                                      transient=True)
+            counts = ((DownloadColumn(), TransferSpeedColumn()) if self.unit == "bytes"
+                      else (MofNCompleteColumn(), TextColumn(self.unit)))
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), *counts, TimeRemainingColumn(),
+                                      console=Console(stderr=True), transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=self.total)
         return self
@@ -66,12 +68,16 @@ class WorkProgress:
         now = time.monotonic()
         if now - self._last_line >= self.every_s and self.done < self.total:
             self._last_line = now
-            log.info("%s: %d/%d %s, %s", self.description, self.done, self.total, self.unit,
-                     eta_text(self.done, self.total, now - self._started))
+            log.info("%s: %s, %s", self.description, self._count(), eta_text(self.done, self.total, now - self._started))
 
     def __exit__(self, *exc_info) -> None:
         if self._progress is not None:
             self._progress.stop()
         elif exc_info[0] is None and self.total:
             elapsed = time.monotonic() - self._started
-            log.info("%s: %d/%d %s in %.1f s", self.description, self.done, self.total, self.unit, elapsed)
+            log.info("%s: %s in %.1f s", self.description, self._count(), elapsed)
+
+    def _count(self) -> str:
+        if self.unit == "bytes":
+            return f"{self.done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB"
+        return f"{self.done}/{self.total} {self.unit}"

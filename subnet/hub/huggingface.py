@@ -74,7 +74,7 @@ class _ByteBudget:
     `hf_hub_download` reports each chunk to its progress-bar class; this class stands in for it.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_bytes: Callable[[int], None] = lambda n: None) -> None:
         self.limit = limit
         self.done = 0  # bytes of files already complete
         self.current = 0  # bytes of the file in flight (reset when a download restarts)
@@ -92,6 +92,7 @@ class _ByteBudget:
 
             def update(self, n=1) -> None:
                 budget.current += int(n or 0)
+                on_bytes(int(n or 0))
                 if budget.done + budget.current > budget.limit:
                     raise _TooLarge(f"download passed {budget.limit:,} bytes")
 
@@ -214,7 +215,15 @@ class HuggingFaceStore:
         wanted = check_listing(files, max_bytes)
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
-        budget = _ByteBudget(max_bytes)
+        from subnet.progress import WorkProgress
+
+        with WorkProgress(f"download {repo_id}@{sha[:8]}", sum(f.size for f in wanted), "bytes") as progress:
+            self._download_files(repo_id, sha, wanted, dest, _ByteBudget(max_bytes, progress.advance))
+        shutil.rmtree(dest / ".cache", ignore_errors=True)
+        check_downloaded(dest, max_bytes)
+        return dest
+
+    def _download_files(self, repo_id: str, sha: str, wanted: list[RepoFile], dest: Path, budget: _ByteBudget) -> None:
         for f in wanted:
             path = self._call(
                 f"download {repo_id}@{sha[:8]}/{f.path}",
@@ -235,9 +244,6 @@ class HuggingFaceStore:
             if size != f.size:
                 raise ModelRejected("size_mismatch", f"{f.path} is {size:,} bytes, the listing said {f.size:,}")
             budget.file_done(size)
-        shutil.rmtree(dest / ".cache", ignore_errors=True)
-        check_downloaded(dest, max_bytes)
-        return dest
 
     # ------------------------------------------------------------------ miner side
 

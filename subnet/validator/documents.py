@@ -66,9 +66,16 @@ def worker_scorer(device: str, timeout_s: float) -> Scorer:
 
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
         from subnet.eval.worker import ScoreJob, score_models
+        from subnet.progress import WorkProgress
 
-        return score_models([ScoreJob(j.key, j.model_dir) for j in jobs], competition, docs, device=device,
-                            timeout_s=timeout_s)
+        # One model at a time on the one device, as score_models would: progress and ETA per model.
+        out = {}
+        with WorkProgress(f"scoring {competition.id}", len(jobs), "models") as progress:
+            for j in jobs:
+                out.update(score_models([ScoreJob(j.key, j.model_dir)], competition, docs, device=device,
+                                        timeout_s=timeout_s))
+                progress.advance()
+        return out
 
     return score
 
