@@ -10,7 +10,6 @@ axis): each model's paired per-document difference from the leader in the latest
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,68 +48,35 @@ class NothingToPlot(RuntimeError):
     pass
 
 
-def _finite(x: float | None, default: float) -> float:
-    return x if x is not None and math.isfinite(x) else default
-
-
-def _label(model) -> str:
-    from subnet.validator.report import short_ref
-
-    return f"uid {model.uid} {short_ref(model.ref)}"
-
-
-def collect(state, competition: str | None = None) -> list[CompetitionPlot]:
-    """Everything the figure shows, read from the validator state."""
-    from subnet.eval.types import DocLosses
-    from subnet.scoring.stats import mean_interval
+def collect(state, competition: str | None = None, last_rounds: int = 1000) -> list[CompetitionPlot]:
+    """Everything the figure shows: the leaderboard's series and differences (subnet.validator.leaderboard)."""
+    from subnet.validator.leaderboard import leader_differences, loss_history
 
     plots: dict[str, CompetitionPlot] = {}
-    models: dict[int, object] = {}
-    ema = state.all_ema()
-    latest: dict[str, tuple[int, list]] = {}
-    for rnd in sorted(state.rounds(limit=100_000), key=lambda r: r.id):
-        for res in state.results(rnd.id):
-            if competition and res.competition != competition:
-                continue
-            if res.mean_loss is None or not math.isfinite(res.mean_loss) or res.model_id is None:
-                continue
-            if res.model_id not in models:
-                models[res.model_id] = state.model(res.model_id)
-            model = models[res.model_id]
-            if model is None:
-                continue
-            weights = ema.get(res.competition, {})
-            holder = max(weights, key=weights.get) if weights and max(weights.values()) > 0 else None
-            plot = plots.setdefault(res.competition, CompetitionPlot(res.competition, {}, holder))
-            s = plot.series.setdefault(res.model_id, Series(res.model_id, model.hotkey, _label(model)))
-            s.copy_of = res.copy_of or s.copy_of
-            s.points.append((rnd.block, res.mean_loss, _finite(res.ci_low, res.mean_loss),
-                             _finite(res.ci_high, res.mean_loss)))
-            if res.losses is not None:
-                if latest.get(res.competition, (None,))[0] != rnd.id:
-                    latest[res.competition] = (rnd.id, [], rnd.block)
-                latest[res.competition][1].append(res)
-    if not plots:
+    for raw in loss_history(state, competition, last_rounds)["series"]:
+        if not raw["points"] or raw["model_id"] is None:
+            continue
+        cid = raw["competition"]
+        plot = plots.setdefault(cid, CompetitionPlot(cid, {}, None))
+        label = f"uid {raw['uid']} {raw['model'] or raw['hotkey'][:8]}"
+        plot.series[raw["model_id"]] = Series(raw["model_id"], raw["hotkey"], label, raw["copy_of"],
+                                              [(p[1], p[2], p[3], p[4]) for p in raw["points"] if p[1] is not None])
+    if not any(s.points for p in plots.values() for s in p.series.values()):
         raise NothingToPlot("no scored rounds to plot yet")
     for cid, plot in plots.items():
-        if cid not in latest:
-            continue
-        _, results, block = latest[cid]
-        per_doc = {r.hotkey: (r, DocLosses.from_bytes(r.losses).per_token()) for r in results}
-        originals = [r for r in results if not r.copy_of]
-        leader = next((r for r in results if r.hotkey == plot.holder), None) or min(
-            originals or results, key=lambda r: r.mean_loss)
-        base = per_doc[leader.hotkey][1]
-        plot.leader, plot.round_block = plot.series[leader.model_id].label, block
-        for hotkey, (r, losses) in per_doc.items():
-            if hotkey == leader.hotkey or len(losses) != len(base):
-                continue
-            interval = mean_interval(losses - base)
-            if math.isfinite(interval.mean):
-                plot.diffs.append(PairedDiff(plot.series[r.model_id].label, interval.mean,
-                                             _finite(interval.low, interval.mean),
-                                             _finite(interval.high, interval.mean), bool(r.copy_of)))
-        plot.diffs.sort(key=lambda d: d.mean)
+        found = leader_differences(state, cid)
+        plot.holder = found["leader"]
+        newest = {}  # hotkey -> label of its newest model
+        for s in sorted(plot.series.values(), key=lambda s: s.points[-1][0] if s.points else -1):
+            newest[s.hotkey] = s.label
+        plot.leader = newest.get(plot.holder, plot.holder or "")
+        if found["round_id"] is not None:
+            plot.round_block = state.round_blocks([found["round_id"]]).get(found["round_id"])
+        copies = {s.hotkey for s in plot.series.values() if s.copy_of}
+        plot.diffs = [PairedDiff(newest.get(d["hotkey"], d["hotkey"][:8]), d["diff"],
+                                 d["diff"] if d["ci_low"] is None else d["ci_low"],
+                                 d["diff"] if d["ci_high"] is None else d["ci_high"], d["hotkey"] in copies)
+                      for d in found["differences"] if d["diff"] is not None]
     return [plots[c] for c in sorted(plots)]
 
 

@@ -12,21 +12,12 @@ from typing import Callable
 
 from subnet.validator import state as st
 from subnet.validator.context import RoundSummary
+from subnet.validator.leaderboard import _short as short_ref  # one display form of a commitment everywhere
 from subnet.validator.state import ValidatorState
 
 log = logging.getLogger("subnet.validator.round")
 
 _WEIGHTS_TEXT = {st.ROUND_WEIGHTS_SET: "weights set", st.ROUND_DONE: "weights not set this round"}
-
-
-def short_ref(text: str) -> str:
-    """`namespace/name@commit8` for a commitment string; a malformed one is cut to 40 characters."""
-    from subnet.hub.model_ref import ModelRef
-
-    try:
-        return ModelRef.parse(text).short()
-    except Exception:  # noqa: BLE001 - display only
-        return text[:40]
 
 
 def round_reporter(state: ValidatorState) -> Callable[[RoundSummary], None]:
