@@ -26,7 +26,7 @@ def check(
     competition: str = typer.Option("tiny", "--competition", "-c", help="Competition id."),
     competitions_file: Path = typer.Option(None, "--competitions-file", help="TOML/JSON competitions."),
     documents: int = typer.Option(64, "--documents", help="How many sample documents to score (0: skip scoring)."),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N: where to load and score the model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
 ) -> None:
     """Run the validator's loading checks on PATH and score it on a small sample."""
