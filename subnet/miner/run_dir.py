@@ -14,9 +14,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from subnet.cli_support import CommandError
 
-class TrainingInterrupted(Exception):
+
+class TrainingInterrupted(CommandError):
     """Training stopped on SIGINT/SIGTERM after checkpointing; `--resume latest` continues it exactly."""
+
+    exit_code = 130
 
     def __init__(self, step: int, checkpoint: Path | None) -> None:
         super().__init__(f"training stopped at step {step}; checkpoint {checkpoint}; continue with --resume latest")
