@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 
-from typing import Optional
-
 import typer
 
 from subnet.cli_support import CONTEXT_SETTINGS, run_command

@@ -49,8 +49,15 @@ class WorkProgress:
         self._started = self._last_line = time.monotonic()
         if self.bar:
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeRemainingColumn, TransferSpeedColumn)
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
 
             counts = ((DownloadColumn(), TransferSpeedColumn()) if self.unit == "bytes"
                       else (MofNCompleteColumn(), TextColumn(self.unit)))

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, hf_hub_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    hf_hub_download,
+)
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,

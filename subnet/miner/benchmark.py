@@ -233,7 +233,6 @@ def score_model(model_dir: Path | str, competition: Competition, docs, device: s
 
     from subnet.eval.engine import compute_losses
     from subnet.hub.loading import load_model
-
     from subnet.progress import WorkProgress
 
     model = load_model(Path(model_dir), competition, device=device)

@@ -268,7 +268,12 @@ def compare(
     from rich.console import Console
 
     from subnet.hub.errors import ModelRejected
-    from subnet.miner.compare import plot_compare, report_json, report_tables, run_compare
+    from subnet.miner.compare import (
+        plot_compare,
+        report_json,
+        report_tables,
+        run_compare,
+    )
 
     if len(targets) < 2:
         _fail("compare needs at least two targets")
@@ -318,7 +323,12 @@ def upload(
     """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure."""
     from subnet.chain.base import ChainError
     from subnet.miner.upload import UploadError, upload_model
-    from subnet.preflight import check_hub_write, hotkey_address, read_metagraph, registered_neuron
+    from subnet.preflight import (
+        check_hub_write,
+        hotkey_address,
+        read_metagraph,
+        registered_neuron,
+    )
 
     comp = _competition(competition, competitions_file)
     netuid = _netuid(network, netuid)

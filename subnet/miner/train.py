@@ -35,23 +35,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from subnet.competitions import Competition, get_competition
+from subnet.miner import sharding
 from subnet.miner.checkpoint import (
     MODEL_SUBDIR,
     capture_rng,
-    staging_dir,
     load_trainer_state,
     resolve_resume,
     restore_rng,
     save_checkpoint,
     save_model_dir,
+    staging_dir,
 )
 from subnet.miner.config import TrainConfig
-from subnet.miner import sharding
-from subnet.miner.data import HeldOut, PackedStream, ShardedStreams, make_training_source, reference_documents
+from subnet.miner.data import (
+    HeldOut,
+    PackedStream,
+    ShardedStreams,
+    make_training_source,
+    reference_documents,
+)
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
 from subnet.miner.progress import TrainProgress, wants_bar
+from subnet.miner.run_dir import (
+    TrainingInterrupted,
+    refuse_existing_run,
+    stop_agreed,
+    truncate_metrics,
+)
 from subnet.miner.streaming import StreamingPackedStream, is_stream
-from subnet.miner.run_dir import TrainingInterrupted, refuse_existing_run, stop_agreed, truncate_metrics
 from subnet.signals import stop_requested_on_signals
 
 log = logging.getLogger(__name__)

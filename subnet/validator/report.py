@@ -12,7 +12,9 @@ from typing import Callable
 
 from subnet.validator import state as st
 from subnet.validator.context import RoundSummary
-from subnet.validator.leaderboard import _short as short_ref  # one display form of a commitment everywhere
+from subnet.validator.leaderboard import (
+    _short as short_ref,  # one display form of a commitment everywhere
+)
 from subnet.validator.state import ValidatorState
 
 log = logging.getLogger("subnet.validator.round")

@@ -11,7 +11,12 @@ import logging
 from typing import Any, Iterable
 
 from subnet.chain.base import Chain, Neuron
-from subnet.preflight import check_port, hotkey_address, read_metagraph, registered_neuron
+from subnet.preflight import (
+    check_port,
+    hotkey_address,
+    read_metagraph,
+    registered_neuron,
+)
 from subnet.validator.config import ValidatorConfig
 
 log = logging.getLogger("subnet.validator")
