@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from subnet.competitions import DEFAULT_COMPETITIONS
 from subnet.hub.hashing import directory_hash, file_hash, model_files, secure_hash
-from subnet.hub.model_ref import MAX_COMMITMENT_BYTES, ModelRef, ModelRefError
+from subnet.hub.model_ref import (
+    MAX_COMMITMENT_BYTES,
+    ModelRef,
+    ModelRefError,
+    repo_id_problem,
+)
 
 HASH = base64.b64encode(hashlib.sha256(b"model").digest()).decode()
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -193,3 +198,41 @@ def test_secure_hash_binds_the_hotkey():
     one, two = secure_hash(d, "5HotkeyA"), secure_hash(d, "5HotkeyB")
     assert one != two and secure_hash(d, "5HotkeyA") == one
     assert one == base64.b64encode(hashlib.sha256((d + "5HotkeyA").encode()).digest()).decode()
+
+
+# --------------------------------------------------------------------------- the Hub's repo id rules
+
+
+@pytest.mark.parametrize("namespace,name,why", [
+    ("alice", "b--c", "'--'"), ("al--ice", "m", "'--'"), ("alice", "m..v2", "'..'"),
+    ("alice", "m.git", ".git"), ("alice", "-m", "start or end"), ("alice", "m.", "start or end"),
+    (".alice", "m", "start or end"), ("alice", "m odel", "ASCII letters"), ("alice", "modèle", "ASCII letters"),
+])
+def test_repo_ids_the_hub_refuses_are_rejected_with_the_reason(namespace, name, why):
+    with pytest.raises(ModelRefError, match="not a valid repo") as e:
+        ModelRef.parse(text_of(namespace, name, COMMIT, HASH, "b3"))
+    assert why in str(e.value)
+
+
+def test_repo_id_rules_accept_what_the_hub_accepts():
+    for namespace, name in (("alice", "m.git2"), ("a_", "_m"), ("A-1.b", "x_y-z.v2"), ("a", "m" * 96)):
+        assert repo_id_problem(f"{namespace}/{name}") is None
+    assert "96" in repo_id_problem("alice/" + "m" * 97)
+    assert repo_id_problem("alice") is not None and repo_id_problem("a/b/c") is not None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab9_-./"), min_size=1, max_size=12))
+def test_repo_id_rules_agree_with_the_hub_client(repo_id):
+    """Same verdict as huggingface_hub's validate_repo_id (which mirrors the Hub) on namespace/name ids."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if repo_id.count("/") != 1:
+        return
+    try:
+        validate_repo_id(repo_id)
+        client_ok = True
+    except HFValidationError:
+        client_ok = False
+    assert (repo_id_problem(repo_id) is None) == client_ok, repo_id

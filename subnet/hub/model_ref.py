@@ -2,7 +2,9 @@
 
 `namespace:name:commit:secure_hash:competition_id`, at most 128 bytes of UTF-8. Parsing never
 raises anything but `ModelRefError`, whose message says what was wrong, so a validator's loop can
-record one miner's malformed commitment and move on.
+record one miner's malformed commitment and move on. Namespace and name follow the Hub's own repo
+id rules (`repo_id_problem`), so a ref the Hub would refuse is rejected here with the reason
+instead of failing later as a store error.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 MAX_COMMITMENT_BYTES = 128
-_REPO_PART = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
+MAX_REPO_PART = 96  # the Hub's limit for a namespace and for a repo name
+_REPO_CHARS = re.compile(r"^[A-Za-z0-9._-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 _HASH = re.compile(r"^[A-Za-z0-9+/]{43}=$")  # base64 of 32 bytes
 _COMPETITION = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -20,6 +23,40 @@ _COMPETITION = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 class ModelRefError(ValueError):
     """A commitment string is not a valid ModelRef."""
+
+
+def repo_part_problem(part: str, *, is_name: bool = True) -> str | None:
+    """Why the Hub would refuse `part` as a repo name (or namespace), or None when it is valid.
+
+    The rules of huggingface_hub's `validate_repo_id` (which mirrors the Hub's): ASCII letters,
+    digits, '-', '_', '.'; 1-96 characters; no leading or trailing '-' or '.'; no '--' or '..';
+    and a repo id (so the name) may not end with '.git'.
+    """
+    if not part:
+        return "is empty"
+    if len(part) > MAX_REPO_PART:
+        return f"is {len(part)} characters, the Hub allows {MAX_REPO_PART}"
+    if not _REPO_CHARS.fullmatch(part):
+        return "may only hold ASCII letters, digits, '-', '_' and '.'"
+    if part[0] in "-." or part[-1] in "-.":
+        return "may not start or end with '-' or '.'"
+    if "--" in part or ".." in part:
+        return "may not contain '--' or '..'"
+    if is_name and part.endswith(".git"):
+        return "may not end with '.git'"
+    return None
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why the Hub would refuse `namespace/name`, or None when it is valid."""
+    parts = repo_id.split("/")
+    if len(parts) != 2:
+        return f"repo id {repo_id!r} is not namespace/name"
+    for label, part in zip(("namespace", "name"), parts):
+        problem = repo_part_problem(part, is_name=label == "name")
+        if problem:
+            return f"{label} {part!r} {problem}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -73,10 +110,10 @@ class ModelRef:
         for field, value in zip(("namespace", "name", "commit", "secure_hash", "competition_id"), parts):
             if not value:
                 raise ModelRefError(f"commitment field {field} is empty")
-        if not _REPO_PART.fullmatch(namespace) or ".." in namespace:
-            raise ModelRefError(f"namespace {namespace!r} is not a valid repo owner")
-        if not _REPO_PART.fullmatch(name) or ".." in name:
-            raise ModelRefError(f"name {name!r} is not a valid repo name")
+        for label, part in (("namespace", namespace), ("name", name)):
+            problem = repo_part_problem(part, is_name=label == "name")
+            if problem:
+                raise ModelRefError(f"{label} {part!r} is not a valid repo {label} on the Hub: it {problem}")
         if not _COMMIT.fullmatch(commit):
             raise ModelRefError(f"commit {commit!r} is not a lowercase hex revision of 7-64 characters")
         if not _HASH.fullmatch(secure):
