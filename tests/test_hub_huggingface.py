@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 import pytest
 
+from subnet.hub.byte_budget import ByteBudget
 from subnet.hub.download import fetch_verified
 from subnet.hub.errors import ModelRejected
 from subnet.hub.hashing import directory_hash, secure_hash
+from subnet.hub.hf_client import retry_after_s
 from subnet.hub.huggingface import HuggingFaceStore
 from subnet.hub.model_ref import ModelRef
 from subnet.hub.store import ModelStore, StoreError
@@ -80,6 +86,15 @@ def test_missing_repo_and_revision_are_not_found(hub):
     assert not e.value.transient
 
 
+def test_upload_with_a_token_that_cannot_write_says_what_the_token_needs(hub, tmp_path):
+    src = write_model(tmp_path / "src")
+    for token in ("hf_read_only", None):
+        with pytest.raises(StoreError) as e:
+            store_for(hub, token).upload(src, "alice", "m1")
+        assert not e.value.transient and "write access" in str(e.value)
+    assert "alice/m1" not in hub.repos
+
+
 def test_server_errors_are_retried_then_transient(hub, tmp_path):
     sha = hub.add_repo("alice/m1", {"config.json": b"{}", "model.safetensors": b"x" * 10})
     validator = store_for(hub)
@@ -148,3 +163,167 @@ def test_hash_bound_to_hotkey_over_the_hub(hub, tmp_path):
     with pytest.raises(ModelRejected) as e:
         fetch_verified(store_for(hub), ref, OTHER, small_competition(), tmp_path / "cache")
     assert e.value.reason == "hash_mismatch"
+
+
+# ----------------------------------------------------------------------------- the large-file path
+
+
+def big_weights(n: int = 11 * 1024 * 1024) -> bytes:
+    """Over 10 MiB, so the Hub takes it through LFS whatever .gitattributes says; not all one byte."""
+    return bytes(range(256)) * (n // 256)
+
+
+def requests_to(hub: FakeHub, prefix: str) -> int:
+    return sum(1 for _, p in hub.requests if p.startswith(prefix))
+
+
+def test_large_model_goes_through_lfs_and_comes_back_through_the_validators_client(hub, tmp_path):
+    owner, validator = store_for(hub, TOKEN), store_for(hub)
+    weights = big_weights()
+    src = write_model(tmp_path / "src", weights=weights, extra={"tokenizer.json": b'{"v": 1}'})
+    commit = owner.upload(src, "alice", "big")
+
+    # preupload said lfs for the weights: one batch call, one presigned PUT, one verify, an lfsFile entry.
+    assert hub.count("POST", "/alice/big.git/info/lfs/objects/batch") == 1
+    assert hub.count("PUT", "/lfs-upload/") == 1 and hub.count("POST", "/alice/big.git/info/lfs/objects/verify") == 1
+    assert hub.repos["alice/big"].lfs[commit] == {"model.safetensors"}  # the small JSON files went inline
+    assert requests_to(hub, "/api/models/alice/big/xet-") == 0  # xet is off: the client never asked for a token
+
+    owner.make_public("alice", "big")
+    sizes = {f.path: f.size for f in validator.list_files("alice", "big", commit)}
+    assert sizes["model.safetensors"] == len(weights)
+    competition = small_competition(max_bytes=20 * 1024 * 1024)
+    ref = ModelRef("alice", "big", commit, secure_hash(directory_hash(src), HOTKEY), "tiny")
+    path = fetch_verified(validator, ref, HOTKEY, competition, tmp_path / "cache")
+    assert (path / "model.safetensors").read_bytes() == weights
+    # The bytes came from the CDN the resolve endpoint redirected to, though the Hub advertised xet for them.
+    assert hub.count("GET", "/lfs-cdn/") == 1 and requests_to(hub, "/api/models/alice/big/xet-") == 0
+
+    # Uploading the same directory again changes nothing: preupload's oids match, no bytes are sent.
+    assert owner.upload(src, "alice", "big") == commit
+    assert hub.count("PUT", "/lfs-upload/") == 1
+
+
+def test_with_xet_on_the_client_uploads_through_xet_whatever_the_hub_says(hub, tmp_path, monkeypatch):
+    """The evidence for turning xet off: huggingface_hub 2.x asks for an xet write token unconditionally."""
+    from huggingface_hub import constants
+
+    owner = store_for(hub, TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    with pytest.raises(StoreError):
+        owner.upload(write_model(tmp_path / "src"), "alice", "m1")
+    assert requests_to(hub, "/api/models/alice/m1/xet-write-token/") >= 1
+    assert hub.count("POST", "/alice/m1.git/info/lfs/objects/batch") == 0
+
+
+def test_repo_lying_about_a_large_file_is_stopped_on_the_cdn_path(hub, tmp_path):
+    weights = big_weights()
+    sha = hub.add_repo("alice/m1", {"config.json": b"{}", "model.safetensors": weights})
+    assert "model.safetensors" in hub.repos["alice/m1"].lfs[sha]
+    hub.lie_size["model.safetensors"] = 1000  # listing and X-Linked-Size say 1000 bytes
+    budget = 2 * 1024 * 1024
+    dest = tmp_path / "d"
+    with pytest.raises(ModelRejected) as e:
+        store_for(hub).download("alice", "m1", sha, dest, max_bytes=budget)
+    assert e.value.reason == "too_large"
+    assert hub.count("GET", "/lfs-cdn/") >= 1  # it was stopped on the CDN stream, not before
+    on_disk = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    assert on_disk <= budget
+
+
+def test_budget_counts_each_byte_once_and_stops_from_a_library_thread():
+    """hf_xet's reporter drives two bars on our class from its own thread and swallows what we raise."""
+    from huggingface_hub.utils._xet_progress_reporting import (
+        XetDownloadProgressReporter,
+    )
+
+    class Report:  # the fields of hf_xet.GroupProgressReport, which Python cannot construct
+        def __init__(self, done: int) -> None:
+            self.total_bytes = self.total_transfer_bytes = 10_000
+            self.total_bytes_completed = self.total_transfer_bytes_completed = done
+            self.total_bytes_completion_rate = self.total_transfer_bytes_completion_rate = None
+
+    aborted, swallowed = [], []
+    reported = []
+    budget = ByteBudget(1000, on_bytes=reported.append, abort=lambda: aborted.append(True))
+
+    def xet_download(*done: int) -> None:
+        def run() -> None:
+            with XetDownloadProgressReporter(reconstruction_desc="f", total=done[-1], log_level=logging.WARNING,
+                                             name="huggingface_hub.xet_get", tqdm_class=budget.bar) as progress:
+                for d in done:
+                    try:
+                        progress.update_progress(Report(d), {})
+                    except Exception as e:  # noqa: BLE001 - what hf_xet does with a callback's exception
+                        swallowed.append(e)
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+
+    xet_download(300, 600)  # a 600-byte file: two bars report 600 each, the budget sees 600
+    assert budget.current == 600 and not budget.exceeded and not swallowed
+    assert sum(reported) == 600  # the progress display sees each byte once too
+    budget.file_done(600)
+    xet_download(200, 500)  # 600 + 500 passes 1000
+    assert budget.exceeded and aborted and swallowed
+
+
+# ----------------------------------------------------------------------------- rate limits, xet errors, bad ids
+
+
+def test_rate_limit_headers_are_read():
+    assert retry_after_s({"Retry-After": "120"}) == 120
+    assert retry_after_s({"RateLimit": '"api";r=0;t=55', "RateLimit-Policy": '"fixed window";"api";q=500;w=300'}) == 55
+    assert retry_after_s({"RateLimit": '"api";r=3;t=55', "Retry-After": "7"}) == 7  # requests left: not the cause
+    later = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 90))
+    assert 80 <= retry_after_s({"Retry-After": later}) <= 91
+    assert retry_after_s({}) is None and retry_after_s({"Retry-After": "soon"}) is None
+
+
+def test_long_rate_limit_defers_the_model_with_the_servers_delay(hub, tmp_path):
+    sha = hub.add_repo("alice/m1", {"config.json": b"{}", "model.safetensors": b"x" * 10})
+    validator = store_for(hub)
+    hub.fail_next("/api/models/alice/m1/revision", 429, headers={"RateLimit": '"api";r=0;t=300'})
+    with pytest.raises(StoreError) as e:
+        validator.list_files("alice", "m1", sha)
+    assert e.value.transient and e.value.retry_after_s == 300
+    assert hub.count("GET", "/api/models/alice/m1/revision") == 1  # not hammered
+    # The same on the file download path, where the client wraps the HEAD's 429 in its own error.
+    hub.fail_next("/alice/m1/resolve/", 429, 429, headers={"Retry-After": "3600"})
+    with pytest.raises(StoreError) as e:
+        validator.download("alice", "m1", sha, tmp_path / "d", max_bytes=1000)
+    assert e.value.transient and e.value.retry_after_s == 3600
+
+
+def test_short_rate_limit_is_waited_out(hub):
+    sha = hub.add_repo("alice/m1", {"config.json": b"{}", "model.safetensors": b"x" * 10})
+    hub.fail_next("/api/models/alice/m1/revision", 429, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    assert len(store_for(hub).list_files("alice", "m1", sha)) == 3
+    assert time.monotonic() - started >= 1.0  # the server's delay, not the 0.05 s backoff
+    assert hub.count("GET", "/api/models/alice/m1/revision") == 2
+
+
+@pytest.mark.parametrize("error", [RuntimeError("Data processing error: CAS Client Error: Request failed"),
+                                   ConnectionError("connection reset by the CAS")])
+def test_xet_failures_are_transient(hub, error):
+    calls = []
+
+    def failing():
+        calls.append(1)
+        raise error
+
+    with pytest.raises(StoreError) as e:
+        store_for(hub)._call("download", failing, rejecting=True)
+    assert e.value.transient and len(calls) == 3  # retried, then deferred: never the miner's fault
+
+
+def test_repo_ids_the_hub_refuses_are_bad_refs_without_a_request(hub, tmp_path):
+    validator = store_for(hub)
+    for namespace, name in (("alice", "b--c"), ("alice", "m.git"), ("-alice", "m")):
+        with pytest.raises(ModelRejected) as e:
+            validator.list_files(namespace, name, "0123456789abcdef0123456789abcdef01234567")
+        assert e.value.reason == "bad_ref" and "may not" in e.value.detail
+    with pytest.raises(StoreError):
+        store_for(hub, TOKEN).upload(write_model(tmp_path / "src"), "alice", "m..1")
+    assert hub.requests == []

@@ -8,18 +8,32 @@ repo can lie about its sizes), and re-checks what landed on disk. Per-file downl
 files, and `snapshot_download` would quietly return a stale local directory when the Hub is down.
 
 Miner side: `upload` creates the repo private, commits exactly the files a validator will download
-(and deletes stale ones), and returns the commit; `make_public` flips visibility afterwards.
+(and deletes stale ones), and returns the commit; `make_public` flips visibility afterwards. The
+Hub's `preupload` answers `lfs` for `*.safetensors` (and any file over 10 MB), so weights go
+through the LFS batch API (`objects/batch`, a PUT of the bytes, `verify`) and are committed as
+`lfsFile` entries; small JSON files go inline.
 
-Errors: 404 -> ModelRejected('not_found'), 401/403 -> ModelRejected('not_public') (validator
-calls; for miner calls these are StoreError), 408/429/5xx, timeouts and broken connections are
-retried `retries` times with backoff, then StoreError(transient=True).
+Xet is off (the client's own `HF_HUB_DISABLE_XET` setting), for miners and validators alike.
+With hf_xet installed, huggingface_hub 2.x uploads through xet unconditionally and downloads
+through it whenever the Hub's HEAD answer carries `X-Xet-Hash`. On that path hf_xet reports
+progress on its own thread, through two bars (bytes counted twice), swallows exceptions raised in
+the callback (so a byte budget cannot stop a lying repo) and ignores the HTTP client's timeouts.
+Without xet the Hub still serves every file over plain HTTP (the resolve redirect) and accepts LFS
+uploads, the path below that we test and whose transfers we can bound. `ByteBudget` still counts
+each byte once and aborts an xet transfer should one ever run.
+
+Errors: 404 -> ModelRejected('not_found'), 401/403 -> ModelRejected('not_public'), a repo id the
+Hub refuses -> ModelRejected('bad_ref') (validator calls; for miner calls these are StoreError).
+429 honours `RateLimit` / `Retry-After`: a short wait is waited once, a longer one becomes
+StoreError(transient=True, retry_after_s=...) so the model is deferred to a later round. 408/5xx,
+timeouts, broken connections and hf_xet's failures are retried `retries` times with backoff, then
+StoreError(transient=True).
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -34,92 +48,29 @@ from huggingface_hub import (
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 
+from subnet.hub.byte_budget import ByteBudget, TooLarge
 from subnet.hub.download import check_downloaded, check_listing, check_upload_dir
 from subnet.hub.errors import ModelRejected
+from subnet.hub.hf_client import (
+    configure_client,
+    is_xet_failure,
+    rate_limited_response,
+    retry_after_s,
+    status_of,
+)
+from subnet.hub.model_ref import repo_id_problem
 from subnet.hub.store import RepoFile, StoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
-_TIMEOUT_LOCK = threading.Lock()
-_TIMEOUT_INSTALLED: float | None = None
-
-
-def _install_client_timeout(timeout_s: float) -> None:
-    """huggingface_hub's shared HTTP client has no timeout; give every call without its own one."""
-    global _TIMEOUT_INSTALLED
-    from huggingface_hub.utils import _http
-
-    with _TIMEOUT_LOCK:
-        if _TIMEOUT_INSTALLED is not None:
-            return
-
-        def factory() -> httpx2.Client:
-            client = _http.default_client_factory()
-            client.timeout = httpx2.Timeout(timeout_s)
-            return client
-
-        _http.set_client_factory(factory)
-        _TIMEOUT_INSTALLED = timeout_s
-
-
-class _TooLarge(Exception):
-    """Raised from inside the download stream to stop it the moment the budget is spent."""
-
-
-class _ByteBudget:
-    """Counts streamed bytes across all files of one download and stops past `limit`.
-
-    `hf_hub_download` reports each chunk to its progress-bar class; this class stands in for it.
-    """
-
-    def __init__(self, limit: int, on_bytes: Callable[[int], None] = lambda n: None) -> None:
-        self.limit = limit
-        self.done = 0  # bytes of files already complete
-        self.current = 0  # bytes of the file in flight (reset when a download restarts)
-        budget = self
-
-        class Bar:
-            def __init__(self, *args, **kwargs) -> None:
-                budget.current = int(kwargs.get("initial") or 0)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc) -> None:
-                return None
-
-            def update(self, n=1) -> None:
-                budget.current += int(n or 0)
-                on_bytes(int(n or 0))
-                if budget.done + budget.current > budget.limit:
-                    raise _TooLarge(f"download passed {budget.limit:,} bytes")
-
-            def close(self) -> None:
-                pass
-
-            def refresh(self, *a, **k) -> None:
-                pass
-
-            def set_postfix_str(self, *a, **k) -> None:
-                pass
-
-        self.bar = Bar
-
-    def file_done(self, size: int) -> None:
-        self.done += size
-        self.current = 0
-
-
-def _status(error: BaseException) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
 
 
 class HuggingFaceStore:
@@ -130,14 +81,17 @@ class HuggingFaceStore:
         timeout_s: float = 60,
         retries: int = 3,
         backoff_s: float = 1.0,
+        max_rate_limit_wait_s: float = 10.0,
     ) -> None:
         self.token = token
         self.endpoint = endpoint.rstrip("/") if endpoint else None
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        # A rate limit that clears within this is waited out in place; a longer one defers the model.
+        self.max_rate_limit_wait_s = max_rate_limit_wait_s
         self.api = HfApi(endpoint=self.endpoint, token=token)
-        _install_client_timeout(timeout_s)
+        configure_client(timeout_s)
 
     def __repr__(self) -> str:
         return f"HuggingFaceStore(endpoint={self.api.endpoint!r})"
@@ -157,25 +111,38 @@ class HuggingFaceStore:
                 return fn()
             except (ModelRejected, StoreError):
                 raise
-            except _TooLarge as e:
+            except TooLarge as e:
                 raise ModelRejected("too_large", f"{what}: {e}") from None
             except Exception as e:  # noqa: BLE001 - classified below, re-raised as ours
                 permanent = self._permanent(what, e, rejecting)
                 if permanent is not None:
                     raise permanent from e
+                wait = self.backoff_s * 2 ** (attempt - 1)
+                limited = rate_limited_response(e)
+                if limited is not None:
+                    asked = retry_after_s(limited.headers)
+                    if asked is not None and (asked > self.max_rate_limit_wait_s or attempt > self.retries):
+                        raise StoreError(
+                            f"{what}: rate limited by the Hub for {asked:.0f}s", transient=True, retry_after_s=asked
+                        ) from e
+                    wait = asked if asked is not None else wait
                 if attempt > self.retries:
                     raise StoreError(f"{what}: gave up after {attempt} attempts: {e}", transient=True) from e
-                wait = self.backoff_s * 2 ** (attempt - 1)
                 log.warning("%s failed (%s); retry %d/%d in %.1fs", what, e, attempt, self.retries, wait)
                 time.sleep(wait)
 
     def _permanent(self, what: str, e: Exception, rejecting: bool) -> Exception | None:
         """The error to raise at once, or None when `e` is transient and worth a retry."""
-        status = _status(e)
+        status = status_of(e)
         if isinstance(e, (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)):
             return None
         if isinstance(e, LocalEntryNotFoundError):  # the Hub could not be reached
             return None
+        if is_xet_failure(e):
+            return None
+        if isinstance(e, HFValidationError):  # the client refused the repo id before asking the Hub
+            message = f"{what}: {e}"
+            return ModelRejected("bad_ref", message) if rejecting else StoreError(message)
         if isinstance(e, OSError) and "Consistency check failed" in str(e):
             # The body was complete but not the size the Hub announced: the repo misreports its files.
             message = f"{what}: served size differs from the announced size"
@@ -189,13 +156,23 @@ class HuggingFaceStore:
                 reason = "not_found"
             else:
                 return StoreError(f"{what}: HTTP {status}: {e}")
-            return ModelRejected(reason, f"{what}: HTTP {status}") if rejecting else StoreError(f"{what}: HTTP {status}: {e}")
+            if rejecting:
+                return ModelRejected(reason, f"{what}: HTTP {status}")
+            if status in (401, 403):
+                return StoreError(
+                    f"{what}: HTTP {status}: the token (HF_TOKEN) cannot write here; it needs write access to "
+                    "the namespace's repos (a 'write' token, or fine-grained 'Write access to contents/settings')"
+                )
+            return StoreError(f"{what}: HTTP {status}: {e}")
         return StoreError(f"{what}: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ validator side
 
     def _revision(self, namespace: str, name: str, commit: str) -> tuple[str, list[RepoFile]]:
         repo_id = f"{namespace}/{name}"
+        problem = repo_id_problem(repo_id)
+        if problem:
+            raise ModelRejected("bad_ref", f"the Hub refuses repo id {repo_id!r}: {problem}")
         info = self._call(
             f"model_info {repo_id}@{commit}",
             lambda: self.api.model_info(repo_id, revision=commit, files_metadata=True, timeout=self.timeout_s),
@@ -223,12 +200,12 @@ class HuggingFaceStore:
         from subnet.progress import WorkProgress
 
         with WorkProgress(f"download {repo_id}@{sha[:8]}", sum(f.size for f in wanted), "bytes") as progress:
-            self._download_files(repo_id, sha, wanted, dest, _ByteBudget(max_bytes, progress.advance))
+            self._download_files(repo_id, sha, wanted, dest, ByteBudget(max_bytes, progress.advance))
         shutil.rmtree(dest / ".cache", ignore_errors=True)
         check_downloaded(dest, max_bytes)
         return dest
 
-    def _download_files(self, repo_id: str, sha: str, wanted: list[RepoFile], dest: Path, budget: _ByteBudget) -> None:
+    def _download_files(self, repo_id: str, sha: str, wanted: list[RepoFile], dest: Path, budget: ByteBudget) -> None:
         for f in wanted:
             path = self._call(
                 f"download {repo_id}@{sha[:8]}/{f.path}",
@@ -245,6 +222,8 @@ class HuggingFaceStore:
                 ),
                 rejecting=True,
             )
+            if budget.exceeded:  # a callback on a library thread may have had its exception swallowed
+                raise ModelRejected("too_large", f"{repo_id}@{sha[:8]}/{f.path}: download passed {budget.limit:,} bytes")
             size = Path(path).stat().st_size
             if size != f.size:
                 raise ModelRejected("size_mismatch", f"{f.path} is {size:,} bytes, the listing said {f.size:,}")
@@ -256,6 +235,9 @@ class HuggingFaceStore:
         local_dir = Path(local_dir)
         files = check_upload_dir(local_dir)
         repo_id = f"{namespace}/{name}"
+        problem = repo_id_problem(repo_id)
+        if problem:
+            raise StoreError(f"the Hub refuses repo id {repo_id!r}: {problem}")
         self._call(
             f"create_repo {repo_id}",
             lambda: self.api.create_repo(repo_id, private=private, exist_ok=True),

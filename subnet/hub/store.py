@@ -15,11 +15,16 @@ ALLOWED_SUFFIXES = (".safetensors", ".json", ".txt", ".model", ".tiktoken", ".md
 
 
 class StoreError(RuntimeError):
-    """The store could not do what was asked. `transient` errors are worth retrying later."""
+    """The store could not do what was asked. `transient` errors are worth retrying later.
 
-    def __init__(self, message: str, *, transient: bool = False) -> None:
+    `retry_after_s`: how long the store asked us to wait (a rate limit), so callers defer the model
+    to a round after that instead of hammering the store; None when it said nothing.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
