@@ -328,3 +328,14 @@ def test_repo_ids_the_hub_refuses_are_bad_refs_without_a_request(hub, tmp_path):
     with pytest.raises(StoreError):
         store_for(hub, TOKEN).upload(write_model(tmp_path / "src"), "alice", "m..1")
     assert hub.requests == []
+
+
+def test_rate_limits_surface_only_in_the_stores_own_calls(hub):
+    """Other users of the process's client (the parquet data source) keep the client's own 429 retries."""
+    from huggingface_hub.utils import http_backoff
+
+    sha = hub.add_repo("alice/m1", {"config.json": b"{}", "model.safetensors": b"x" * 10})
+    store_for(hub)  # configures the process-wide client
+    hub.fail_next("/api/models/alice/m1/revision", 429, headers={"Retry-After": "0"})
+    response = http_backoff("GET", f"{hub.url}/api/models/alice/m1/revision/{sha}", base_wait_time=0.01)
+    assert response.status_code == 200 and hub.count("GET", "/api/models/alice/m1/revision") == 2

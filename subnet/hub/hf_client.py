@@ -1,9 +1,11 @@
 """Process-wide settings of the huggingface_hub client, and reading its errors.
 
 `configure_client` runs once per process (every `HuggingFaceStore` calls it): the shared httpx2
-client gets a timeout (it has none), a 429 surfaces at once instead of inside the client's own
-retry loops (which sleep whatever `Retry-After` says, up to five times, inside our call), and xet
-is turned off with the client's own setting (why: see `subnet.hub.huggingface`).
+client gets a timeout (it has none), and xet is turned off with the client's own setting (why: see
+`subnet.hub.huggingface`). Inside `surfacing_rate_limits()` (the store's own calls, on that thread
+only) a 429 surfaces at once instead of inside the client's retry loops, which sleep whatever
+`Retry-After` says, up to five times, inside our call; other users of the client in the process
+(the parquet data source) keep the client's own 429 handling.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import email.utils
 import os
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import httpx2
 from huggingface_hub import constants
@@ -45,8 +49,22 @@ def configure_client(timeout_s: float) -> None:
         _CLIENT_CONFIGURED = timeout_s
 
 
+_SURFACING = threading.local()
+
+
+@contextmanager
+def surfacing_rate_limits() -> Iterator[None]:
+    """Within this block, on this thread, a 429 raises at once (the store decides how long to wait)."""
+    previous = getattr(_SURFACING, "active", False)
+    _SURFACING.active = True
+    try:
+        yield
+    finally:
+        _SURFACING.active = previous
+
+
 def _raise_on_rate_limit(response: httpx2.Response) -> None:
-    if response.status_code == 429:
+    if response.status_code == 429 and getattr(_SURFACING, "active", False):
         response.read()
         raise HfHubHTTPError(f"429 Too Many Requests for url: {response.url}", response=response)
 

@@ -64,6 +64,7 @@ from subnet.hub.hf_client import (
     rate_limited_response,
     retry_after_s,
     status_of,
+    surfacing_rate_limits,
 )
 from subnet.hub.model_ref import repo_id_problem
 from subnet.hub.store import RepoFile, StoreError
@@ -108,7 +109,8 @@ class HuggingFaceStore:
         while True:
             attempt += 1
             try:
-                return fn()
+                with surfacing_rate_limits():
+                    return fn()
             except (ModelRejected, StoreError):
                 raise
             except TooLarge as e:
