@@ -47,6 +47,7 @@ def serve_state(state_dir: Path, host: str, port: int, console: Console) -> None
     """The validator's status API (leaderboard page included) over a state directory, until interrupted."""
     import threading
 
+    from subnet.signals import stop_requested_on_signals
     from subnet.validator.api import StatusServer, build_app
     from subnet.validator.metrics import ValidatorMetrics
     from subnet.validator.state import ValidatorState
@@ -64,7 +65,9 @@ def serve_state(state_dir: Path, host: str, port: int, console: Console) -> None
         raise ScoresUnavailable(str(e)) from None
     console.print(f"serving the leaderboard of {db} on http://{host}:{bound}/ (Ctrl-C stops)")
     try:
-        threading.Event().wait()
+        with stop_requested_on_signals(threading.Event(), announce=lambda _: None) as stop:
+            while not stop.wait(0.5):
+                pass
     except KeyboardInterrupt:
         pass
     finally:
