@@ -35,6 +35,8 @@ def tiny_model(arch: str = "llama", vocab: int = VOCAB, seed: int = 0, **overrid
         config, cls = {
             "llama": (lambda: transformers.LlamaConfig(**llama_like), transformers.LlamaForCausalLM),
             "qwen2": (lambda: transformers.Qwen2Config(**llama_like), transformers.Qwen2ForCausalLM),
+            "qwen3": (lambda: transformers.Qwen3Config(head_dim=8, **llama_like), transformers.Qwen3ForCausalLM),
+            "mistral": (lambda: transformers.MistralConfig(**llama_like), transformers.MistralForCausalLM),
             "gemma2": (
                 lambda: transformers.Gemma2Config(head_dim=8, final_logit_softcapping=2.0, **llama_like),
                 transformers.Gemma2ForCausalLM,

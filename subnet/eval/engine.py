@@ -1,110 +1,104 @@
-"""Exact per-document losses, batched and with chunked cross-entropy.
+"""Exact per-document losses: batched forward passes, vocabulary projected only where needed.
 
 Why it is fast and exact:
-- Documents are scored independently: each is its own row of a right-padded batch, so
-  attention never crosses documents, and under causal attention a real token never sees the
-  pads that follow it. Position ids default to 0..len-1, which right padding keeps correct.
+- Documents are scored independently. Two layouts, chosen per device by measurement
+  (scripts/bench_eval.py), both exact against batch size 1:
+  * packed (CUDA default, subnet/eval/packing.py): documents back to back in fixed-size blocks
+    with per-document position ids, attention block-diagonal, so no FLOP is spent on padding
+    and every batch has the same shape;
+  * padded (CPU default, subnet/eval/batching.py): length-sorted rows, right-padded; under
+    causal attention a real token never sees the pads that follow it. On CPU the fused causal
+    SDPA path of padded rows is faster than a materialised block-diagonal mask.
 - No KV cache (`use_cache=False`) and `torch.inference_mode()`.
-- The full-vocabulary logits of a batch are never materialised. The model's body gives the
-  last hidden states; only positions that predict a real token are gathered and projected
-  to the vocabulary `chunk_tokens` at a time, with cross-entropy in float32 per chunk and
-  per-document sums accumulated in float64.
+- The full-vocabulary logits of a batch are never materialised: only positions that predict a
+  real token are projected (subnet/eval/token_loss.py: chunked, or fused on CUDA), and
+  per-document sums accumulate in float64.
 
-Output heads supported: a plain linear projection (`get_output_embeddings()`), optionally
-followed by the final-logit transforms transformers applies for Gemma 2/3 (`final_logit_softcapping`),
-Cohere (`logit_scale`) and Granite (`logits_scaling`). Before scoring, the engine checks on a
-short prefix of one document that its head reproduces the model's own logits, and refuses a
-model whose head does something else (`UnsupportedModel`), rather than scoring it wrongly.
+Validators agree: the batch plan is a pure function of the documents and the configured token
+budget (a constant per device type, never free memory). A CUDA out-of-memory error splits the
+failing batch (rows, never the documents in a row) and retries; the only change that can cause
+is in the floating-point rounding of low-precision kernels whose choice depends on batch shape
+(measured by scripts/eval_agreement.py and documented in the README).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from subnet.data.types import TokenizedDocuments
 from subnet.eval.batching import pad_right, plan_batches
+from subnet.eval.head import OutputHead, UnsupportedModel, verify_head
+from subnet.eval.packing import PackedBatch, block_for, flatten_for_varlen, pack_rows, plan_packed
+from subnet.eval.token_loss import chunked_token_nll, default_chunk_tokens, fused_token_nll_fn
 from subnet.eval.types import STATUS_FAILED, STATUS_OK, STATUS_TRUNCATED, DocLosses
 
 log = logging.getLogger(__name__)
 
+__all__ = ["OutputHead", "UnsupportedModel", "compute_losses", "default_layout", "default_token_budget"]
+
 CPU_TOKEN_BUDGET = 1_024  # on CPU larger batches were no faster and cost memory (scripts/bench_eval.py)
 CUDA_TOKEN_BUDGET = 65_536
-# Bytes of float32 logits one projection chunk may hold. On CPU this keeps the engine's peak
-# below a batch-size-1 full-logits scorer even for 32k+ vocabularies.
-CPU_LOGITS_CHUNK_BYTES = 8 * 1024**2
-CUDA_LOGITS_CHUNK_BYTES = 1024**3
-HEAD_CHECK_TOKENS = 16
-
-
-class UnsupportedModel(ValueError):
-    """The model's structure does not let the engine compute its losses exactly."""
-
-
-@dataclass
-class OutputHead:
-    """The model split into body (tokens -> last hidden states) and head (hidden -> logits)."""
-
-    body: torch.nn.Module
-    projection: torch.nn.Module
-    transform: Callable[[torch.Tensor], torch.Tensor]
-    vocab_size: int
-
-    @classmethod
-    def of(cls, model: torch.nn.Module) -> "OutputHead":
-        body = getattr(model, "base_model", None)
-        get_head = getattr(model, "get_output_embeddings", None)
-        projection = get_head() if callable(get_head) else None
-        if body is None or body is model or projection is None:
-            raise UnsupportedModel(
-                f"{type(model).__name__} has no separate base model and output embedding; "
-                "expected a transformers *ForCausalLM / *LMHeadModel"
-            )
-        vocab = getattr(projection, "out_features", None) or int(projection.weight.shape[0])
-        return cls(body, projection, _final_logit_transform(getattr(model, "config", None)), int(vocab))
-
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out = self.body(input_ids=ids, attention_mask=mask, use_cache=False)
-        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.transform(self.projection(hidden).float())
-
-
-def _final_logit_transform(config) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The logit scaling/softcapping transformers applies after the projection, if any."""
-    softcap = getattr(config, "final_logit_softcapping", None)
-    scale = getattr(config, "logit_scale", None)  # Cohere: multiplies
-    divide = getattr(config, "logits_scaling", None)  # Granite: divides
-    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
-    if isinstance(scale, (int, float)) and scale != 1:
-        steps.append(lambda x: x * scale)
-    if isinstance(divide, (int, float)) and divide != 1:
-        steps.append(lambda x: x / divide)
-    if isinstance(softcap, (int, float)) and softcap:
-        steps.append(lambda x: torch.tanh(x / softcap) * softcap)
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        for step in steps:
-            x = step(x)
-        return x
-
-    return apply
+LAYOUTS = ("auto", "packed", "padded")
+PACKING_CHECK_TOKENS = 12
 
 
 def default_token_budget(device: str | torch.device) -> int:
     return CUDA_TOKEN_BUDGET if torch.device(device).type == "cuda" else CPU_TOKEN_BUDGET
 
 
-def default_chunk_tokens(device: str | torch.device, vocab_size: int) -> int:
-    budget = CUDA_LOGITS_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_LOGITS_CHUNK_BYTES
-    return max(16, budget // (4 * max(vocab_size, 1)))
+def default_layout(device: str | torch.device) -> str:
+    """Packed on CUDA (no padding FLOPs, flash varlen kernels); padded on CPU, where it measured faster."""
+    return "packed" if torch.device(device).type == "cuda" else "padded"
+
+
+class _Scorer:
+    """Per-document float64 NLL sums for one model: forward the body, then the token losses."""
+
+    def __init__(self, model: torch.nn.Module, head: OutputHead, device: torch.device, chunk: int):
+        self.head, self.device, self.chunk = head, device, chunk
+        self.fused = fused_token_nll_fn(head, device)
+        impl = str(getattr(getattr(model, "config", None), "_attn_implementation", "") or "")
+        self.varlen = impl.startswith("flash_attention")  # transformers' varlen path wants one row
+
+    def token_nll(self, states: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused(states, targets)
+        return chunked_token_nll(self.head, states, targets, self.chunk)
+
+    def padded(self, rows: list[np.ndarray], use_mask: bool) -> np.ndarray:
+        ids, mask, lengths = pad_right(rows)
+        ids, lengths = ids.to(self.device), lengths.to(self.device)
+        hidden = self.head.hidden_states(ids, mask.to(self.device) if use_mask else None)
+        width = ids.shape[1]
+        predicts = torch.arange(width - 1, device=self.device)[None, :] < (lengths - 1)[:, None]
+        row_of = torch.arange(len(rows), device=self.device)[:, None].expand(-1, width - 1)[predicts]
+        return self._sums(hidden[:, :-1][predicts], ids[:, 1:][predicts], row_of, len(rows))
+
+    def packed(self, docs: list[np.ndarray], batch: PackedBatch) -> dict[int, float]:
+        ids, pos, doc_of, predicts = pack_rows(docs, batch.rows, batch.width)
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        if self.varlen:
+            flat_ids, flat_pos = flatten_for_varlen(ids, pos)
+            hidden = self.head.hidden_states(flat_ids, None, flat_pos).reshape(*ids.shape, -1)
+        else:
+            hidden = self.head.hidden_states(ids, None, pos)
+        members = sorted({d for row in batch.rows for d in row})
+        local = torch.full((len(docs),), -1, dtype=torch.long)
+        local[members] = torch.arange(len(members))
+        where = predicts.to(self.device)
+        states = hidden[where]
+        targets = torch.roll(ids, -1, dims=1)[where]
+        sums = self._sums(states, targets, local[doc_of[predicts]].to(self.device), len(members))
+        return dict(zip(members, sums.tolist()))
+
+    def _sums(self, states: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> np.ndarray:
+        sums = torch.zeros(n, dtype=torch.float64, device=self.device)
+        sums.index_add_(0, owner, self.token_nll(states, targets).double())
+        return sums.cpu().numpy()
 
 
 def compute_losses(
@@ -114,93 +108,109 @@ def compute_losses(
     token_budget: int | None = None,
     chunk_tokens: int | None = None,
     use_padding_mask: bool = False,
-    on_documents: Callable[[int], None] | None = None,
+    layout: str = "auto",
+    block_tokens: int | None = None,
 ) -> DocLosses:
     """Summed NLL, predicted-token count, bytes and status for every document, in input order.
 
     The model must already be on `device` (the loader puts it there). A document whose loss is
-    not finite is STATUS_FAILED; the others are unaffected (rows of a batch never interact).
-    A CUDA out-of-memory error halves the token budget and retries, down to one document; if
-    one document alone does not fit, the error propagates and costs this model only.
-    By default no attention mask is passed: in a causal model a real token never attends to the
-    pads after it, so the mask changes nothing for the positions we read, and without it SDPA
-    takes its fused causal path (faster on CPU and GPU). `use_padding_mask=True` passes the
-    padding mask anyway; the tests check both give the batch-size-1 losses.
-    `on_documents(n)` is told after each batch how many documents it scored (progress bars).
+    not finite is STATUS_FAILED; the others are unaffected. `layout` is 'packed', 'padded' or
+    'auto' (default_layout); `block_tokens` is the packed row width (default: the longest
+    document, rounded up), `token_budget` the tokens per forward pass. A CUDA out-of-memory error
+    splits the failing batch and retries; if one row alone does not fit, the error propagates
+    and costs this model only. The padded path passes no attention mask by default (a real
+    token never attends to the pads after it; without it SDPA takes its fused causal path).
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     device = torch.device(device)
     _check_device(model, device)
     model.eval()
     head = OutputHead.of(model)
     budget = token_budget or default_token_budget(device)
-    chunk = chunk_tokens or default_chunk_tokens(device, head.vocab_size)
-    lengths = [len(t) for t in docs.tokens]
+    scorer = _Scorer(model, head, device, chunk_tokens or default_chunk_tokens(device, head.vocab_size))
+    layout = default_layout(device) if layout == "auto" else layout
     nll = np.zeros(len(docs), dtype=np.float64)
     with torch.inference_mode():
-        _verify_head(model, head, docs, device)
-        pending = deque(plan_batches(lengths, budget))
-        while pending:
-            batch = pending.popleft()
-            try:
-                nll[batch] = _score_batch(head, [docs.tokens[i] for i in batch], device, chunk, use_padding_mask)
-                if on_documents is not None:
-                    on_documents(len(batch))
-            except torch.OutOfMemoryError:
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                if len(batch) == 1:
-                    raise
-                cost = len(batch) * max(lengths[i] for i in batch)
-                budget = max(1, min(budget, cost) // 2)
-                log.warning("out of memory on %d documents; token budget now %d", len(batch), budget)
-                sub = plan_batches([lengths[i] for i in batch], budget)
-                pending.extendleft(reversed([[batch[j] for j in b] for b in sub]))
+        verify_head(model, head, docs, device)
+        if layout == "packed" and not _packing_is_exact(scorer, docs):
+            log.warning("%s ignores packed position ids; scoring padded rows instead", type(model).__name__)
+            layout = "padded"
+        if layout == "packed":
+            _score_packed(scorer, docs, nll, budget, block_tokens)
+            # A non-finite value in one document can reach the others of its row through masked
+            # attention (0 * NaN); score those documents alone so only the cause fails.
+            for i in np.flatnonzero(~np.isfinite(nll)):
+                nll[i] = scorer.padded([docs.tokens[i]], False)[0]
+        else:
+            _score_padded(scorer, docs, nll, budget, use_padding_mask)
     return _assemble(docs, nll)
+
+
+def _score_padded(scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, use_mask: bool) -> None:
+    lengths = [len(t) for t in docs.tokens]
+    pending = deque(plan_batches(lengths, budget))
+    while pending:
+        batch = pending.popleft()
+        try:
+            nll[batch] = scorer.padded([docs.tokens[i] for i in batch], use_mask)
+        except torch.OutOfMemoryError:
+            _release(scorer.device)
+            if len(batch) == 1:
+                raise
+            cost = len(batch) * max(lengths[i] for i in batch)
+            budget = max(1, min(budget, cost) // 2)
+            log.warning("out of memory on %d documents; token budget now %d", len(batch), budget)
+            sub = plan_batches([lengths[i] for i in batch], budget)
+            pending.extendleft(reversed([[batch[j] for j in b] for b in sub]))
+
+
+def _score_packed(
+    scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, block_tokens: int | None
+) -> None:
+    lengths = [len(t) for t in docs.tokens]
+    block = block_tokens or block_for(lengths)
+    pending = deque(plan_packed(lengths, block, max(1, budget // block)))
+    while pending:
+        batch = pending.popleft()
+        try:
+            for i, value in scorer.packed(docs.tokens, batch).items():
+                nll[i] = value
+        except torch.OutOfMemoryError:
+            _release(scorer.device)
+            if len(batch.rows) == 1:
+                raise
+            half = len(batch.rows) // 2
+            log.warning("out of memory on %d packed rows; retrying as %d + %d", len(batch.rows), half, len(batch.rows) - half)
+            pending.extendleft([PackedBatch(batch.rows[half:], batch.width), PackedBatch(batch.rows[:half], batch.width)])
+
+
+def _packing_is_exact(scorer: _Scorer, docs: TokenizedDocuments) -> bool:
+    """Two document prefixes packed in one row must score as they do alone: a model whose
+    attention ignores packed position ids would let documents see each other."""
+    sample = [np.asarray(t[:PACKING_CHECK_TOKENS]) for t in docs.tokens if len(t) >= 2][:2]
+    if len(sample) < 2:
+        return True
+    packed = scorer.packed(sample, PackedBatch(((0, 1),), sum(len(s) for s in sample) + 3))
+    alone = [scorer.padded([s], False)[0] for s in sample]
+    low_precision = scorer.head.projection.weight.dtype != torch.float32
+    tol = 3e-2 if low_precision else 1e-4
+    for k, alone_nll in enumerate(alone):
+        both_finite = np.isfinite(alone_nll) and np.isfinite(packed[k])  # NaN is judged per document later
+        if both_finite and abs(packed[k] - alone_nll) > tol * max(1.0, abs(alone_nll)):
+            return False
+    return True
+
+
+def _release(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 def _check_device(model: torch.nn.Module, device: torch.device) -> None:
     param = next(model.parameters(), None)
     if param is not None and param.device.type != device.type:
         raise ValueError(f"model is on {param.device} but scoring was asked on {device}; load it there first")
-
-
-def _score_batch(
-    head: OutputHead, rows: list[np.ndarray], device: torch.device, chunk: int, use_mask: bool
-) -> np.ndarray:
-    """Summed NLL (float64) of each row's predicted tokens."""
-    ids, mask, lengths = pad_right(rows)
-    ids, lengths = ids.to(device), lengths.to(device)
-    hidden = head.hidden_states(ids, mask.to(device) if use_mask else None)
-    width = ids.shape[1]
-    predicts = torch.arange(width - 1, device=device)[None, :] < (lengths - 1)[:, None]
-    states = hidden[:, :-1][predicts]  # (n_predicted, hidden): only real positions
-    targets = ids[:, 1:][predicts]
-    row_of = torch.arange(len(rows), device=device)[:, None].expand(-1, width - 1)[predicts]
-    del hidden
-    sums = torch.zeros(len(rows), dtype=torch.float64, device=device)
-    for start in range(0, targets.numel(), chunk):
-        end = start + chunk
-        token_nll = F.cross_entropy(head.logits(states[start:end]), targets[start:end], reduction="none")
-        sums.index_add_(0, row_of[start:end], token_nll.double())
-    return sums.cpu().numpy()
-
-
-def _verify_head(model: torch.nn.Module, head: OutputHead, docs: TokenizedDocuments, device: torch.device) -> None:
-    """Refuse a model whose own logits differ from body + head (an unsupported output transform)."""
-    sample = next((t for t in docs.tokens if len(t) >= 2), None)
-    if sample is None:
-        return
-    ids = torch.as_tensor(np.asarray(sample[:HEAD_CHECK_TOKENS], dtype=np.int64), device=device)[None, :]
-    expected = model(input_ids=ids, use_cache=False).logits.float()[0]
-    actual = head.logits(head.hidden_states(ids, None))[0]
-    low_precision = expected.dtype != torch.float32 or head.projection.weight.dtype != torch.float32
-    tol = 3e-2 if low_precision else 1e-4
-    scale = max(1.0, float(torch.nan_to_num(expected, nan=0.0, posinf=0.0, neginf=0.0).abs().max()))
-    if not torch.allclose(actual, expected, rtol=tol, atol=tol * scale, equal_nan=True):
-        raise UnsupportedModel(
-            f"{type(model).__name__}: logits from its base model and output embedding differ from "
-            "its own forward; its output head applies a transform this engine does not support"
-        )
 
 
 def _assemble(docs: TokenizedDocuments, nll: np.ndarray) -> DocLosses:
