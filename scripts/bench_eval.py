@@ -1,21 +1,23 @@
 #!/usr/bin/env python
-"""Benchmark the evaluation engine against a reference scorer in the style of the public subnets.
+"""Benchmark the evaluation engine side by side with two full-logits reference scorers.
 
-Both methods score the same model (same seed, same weights) on the same documents; each runs
-in a fresh subprocess so its memory can be measured on its own:
+Every method scores the same random-init Llama (same seed, built locally, no download) on the
+same FineWeb-like documents (lognormal lengths, median about 400 tokens, capped at the
+sequence length), each in a fresh subprocess so its memory is measured on its own:
 
-- reference: each document alone at batch size 1, full-vocabulary logits, KV cache left on
-  (`use_cache=True`), cross-entropy over the full logits, under `torch.no_grad()`;
-- engine: subnet.eval.engine.compute_losses (length-bucketed batches, chunked cross-entropy).
+- engine:  subnet.eval.engine.compute_losses (packed or padded layout, chunked/fused CE);
+- batch1:  each document alone at batch size 1, full-vocabulary float32 logits, KV cache on
+           (`use_cache=True`), as subnet 9 / subnet 29 validators score;
+- padded:  length-sorted right-padded batches under the same token budget, attention mask
+           passed, full float32 logits, as common evaluation harnesses score.
 
-Peak memory is the extra memory the scoring needs beyond the loaded model and documents:
-on CUDA `torch.cuda.max_memory_allocated()` minus what was allocated before scoring; on CPU
-the process's peak resident set (VmHWM, reset through /proc/self/clear_refs just before
-scoring, so set-up peaks do not hide it) minus its resident set before scoring. tracemalloc
-would miss torch's CPU allocations, and ru_maxrss cannot be reset.
-
-The last line printed is one JSON object. Documents have FineWeb-like lengths (lognormal,
-median about 400 tokens, capped at the sequence length) filled with random token ids.
+On CUDA the model runs in bf16 and a float32 batch-size-1 run gives the reference losses; on
+CPU everything is float32 and batch1 is the reference. Printed per method: tokens/s, model
+FLOP utilisation against the device's bf16 dense peak (CUDA only; FLOPs counted once for the
+work a document needs: 2 x matmul parameters per token plus causal attention), extra peak
+memory (CUDA allocator peak, or the peak resident set on CPU), and the max relative
+difference of per-document losses from the float32 reference. Methods alternate over
+`--repeats` runs; the median time counts (the machine may be shared). Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -33,14 +35,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-H100_BF16_DENSE_FLOPS = 989e12
+# bf16 dense tensor-core peak by device name (vendor data sheets, SXM parts).
+BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
 
 # Llama-shaped models: (hidden, layers, heads, kv_heads, intermediate, max_seq_len, default vocab)
 MODEL_SIZES = {
     "tiny": (256, 4, 4, 4, 768, 256, 4096),  # the 'tiny' competition: seq 256, at most 20M params
     "small": (768, 12, 12, 4, 2048, 1024, 32768),
-    "1b": (2048, 16, 32, 8, 8192, 4096, 100352),  # 'b3'-like: gpt-4 tokenizer vocabulary, seq 4096
+    "1b": (2048, 16, 32, 8, 8192, 4096, 100352),  # gpt-4 tokenizer vocabulary, seq 4096
+    "3b": (3072, 26, 24, 8, 8192, 4096, 100352),  # 'b3'-shaped: 3.2B parameters
 }
+METHODS = ("engine", "batch1", "padded")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,16 +55,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--vocab", type=int, default=None, help="vocabulary size (default: the size's own)")
     p.add_argument("--seq-len", type=int, default=None, help="max predicted tokens per document")
-    p.add_argument("--token-budget", type=int, default=None, help="engine token budget per batch")
-    p.add_argument("--padding-mask", action="store_true", help="engine: pass the padding mask (default: none)")
-    p.add_argument("--repeats", type=int, default=2, help="alternating runs per method; the fastest counts")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads in each scorer")
+    p.add_argument("--token-budget", type=int, default=None, help="tokens per forward pass (engine and padded)")
+    p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto", help="engine layout")
+    p.add_argument("--chunk-tokens", type=int, default=None, help="engine: tokens per vocabulary chunk")
+    p.add_argument("--attn", default="sdpa", help="attention implementation, e.g. sdpa or flash_attention_2")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--repeats", type=int, default=3, help="alternating runs per method; the median counts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only the JSON result line")
-    p.add_argument("--method", choices=["engine", "reference"], help=argparse.SUPPRESS)
+    p.add_argument("--method", choices=[*METHODS, "float32"], help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-def build_model(args):
+def build_model(args, dtype=None):
     import torch
     import transformers
 
@@ -69,11 +78,11 @@ def build_model(args):
         num_key_value_heads=kv, intermediate_size=inter, max_position_embeddings=max(seq, args.seq_len or 0) + 1,
         tie_word_embeddings=False,
     )
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = args.attn
     torch.manual_seed(args.seed)
     with torch.device(args.device):  # initialise where it runs: fast for 1B on a GPU
         model = transformers.LlamaForCausalLM(config)
-    dtype = torch.bfloat16 if args.device.startswith("cuda") else torch.float32
+    dtype = dtype or (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
     return model.to(device=args.device, dtype=dtype).eval()
 
 
@@ -90,25 +99,45 @@ def build_docs(args, vocab: int, seq_len: int):
     )
 
 
-def reference_losses(model, docs, device: str) -> np.ndarray:
-    """What subnets 9 and 29 do: one document at a time, full logits, KV cache left on."""
+def batch1_losses(model, docs, device: str) -> np.ndarray:
+    """Subnet 9 / 29 style: one document at a time, full float32 logits, KV cache left on."""
     import torch
     import torch.nn.functional as F
 
     out = np.zeros(len(docs))
     with torch.no_grad():
         for i, tokens in enumerate(docs.tokens):
+            if len(tokens) < 2:
+                continue
             ids = torch.as_tensor(tokens, device=device)[None]
-            logits = model(input_ids=ids, use_cache=True).logits
-            shift_logits = logits[..., :-1, :].contiguous().float()
-            shift_labels = ids[..., 1:].contiguous()
-            loss = F.cross_entropy(shift_logits.view(-1, shift_logits.size(-1)), shift_labels.view(-1), reduction="sum")
-            out[i] = loss.item()
+            logits = model(input_ids=ids, use_cache=True).logits[0, :-1].float()
+            out[i] = F.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
+    return out
+
+
+def padded_losses(model, docs, device: str, token_budget: int) -> np.ndarray:
+    """Evaluation-harness style: length-sorted padded batches, attention mask, full float32 logits."""
+    import torch
+    import torch.nn.functional as F
+
+    from subnet.eval.batching import pad_right, plan_batches
+
+    out = np.zeros(len(docs))
+    with torch.no_grad():
+        for batch in plan_batches([len(t) for t in docs.tokens], token_budget):
+            ids, mask, lengths = pad_right([docs.tokens[i] for i in batch])
+            ids, mask = ids.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
+            nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+            out[batch] = nll.double().sum(1).cpu().numpy()
     return out
 
 
 class MemoryMeter:
-    """Extra memory used after `start()`: CUDA allocator peak, or peak resident set on CPU."""
+    """Extra memory used after `start()`: CUDA allocator peak, or peak resident set on CPU.
+
+    On CPU the peak resident set (VmHWM) is reset through /proc/self/clear_refs just before
+    scoring; tracemalloc would miss torch's allocations and ru_maxrss cannot be reset."""
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
@@ -138,63 +167,59 @@ def _proc_status_kb(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
 
+def model_flops(model, lengths: np.ndarray) -> float:
+    """FLOPs a forward pass needs for these documents: 2 per matmul parameter per token (the
+    input embedding is a lookup) plus causal attention (QK^T and AV: 2 x 2 x L^2/2 x hidden per layer)."""
+    cfg = model.config
+    matmul_params = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+    attention = 2 * cfg.num_hidden_layers * cfg.hidden_size * float((lengths.astype(np.float64) ** 2).sum())
+    return 2.0 * matmul_params * float(lengths.sum()) + attention
+
+
 def run_method(args) -> dict:
     """Inside a fresh subprocess: build, warm up, measure one method."""
     import torch
 
     from subnet.eval import engine
 
-    model = build_model(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    model = build_model(args, dtype=torch.float32 if args.method == "float32" else None)
     vocab, seq_len = model.config.vocab_size, args.seq_len or MODEL_SIZES[args.model_size][5]
     docs = build_docs(args, vocab, seq_len)
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    body_seconds = [0.0]
+    budget = args.token_budget or engine.default_token_budget(args.device)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     if args.method == "engine":
-        kwargs = dict(device=args.device, token_budget=args.token_budget, use_padding_mask=args.padding_mask)
+        kwargs = dict(device=args.device, token_budget=args.token_budget, layout=args.layout,
+                      chunk_tokens=args.chunk_tokens)
         score = lambda d: engine.compute_losses(model, d, **kwargs).nll_sum  # noqa: E731
-        _time_body(model.model, body_seconds, sync)
-    else:
-        score = lambda d: reference_losses(model, d, args.device)  # noqa: E731
+    elif args.method == "padded":
+        score = lambda d: padded_losses(model, d, args.device, budget)  # noqa: E731
+    else:  # batch1, and the float32 reference on CUDA
+        score = lambda d: batch1_losses(model, d, args.device)  # noqa: E731
     meter = MemoryMeter(args.device)
     meter.start()
     score(docs.subset(range(min(4, len(docs)))))  # warm-up (kernels, allocator)
-    body_seconds[0] = 0.0
     sync()
     started, cpu_started = time.perf_counter(), time.process_time()
     nll = score(docs)
     sync()
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
-    n_params = sum(p.numel() for p in model.parameters())
     lengths = np.array([len(t) for t in docs.tokens])
     return {
         "nll": nll.tolist(),
         "seconds": seconds,
         "cpu_seconds": cpu_seconds,
-        "body_seconds": body_seconds[0],
         "predicted_tokens": int(docs.n_predicted.sum()),
-        "input_tokens": int(lengths.sum()),
+        "flops": model_flops(model, lengths),
         "peak_mem_bytes": int(meter.peak_extra()),
-        "params": int(n_params),
+        "params": int(sum(p.numel() for p in model.parameters())),
         "vocab": int(vocab),
         "seq_len": int(seq_len),
         "threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
     }
-
-
-def _time_body(body, total: list, sync) -> None:
-    """Accumulate the time spent in the model body (transformer layers), to split engine time."""
-    start = [0.0]
-
-    def before(*_):
-        sync()
-        start[0] = time.perf_counter()
-
-    def after(*_):
-        sync()
-        total[0] += time.perf_counter() - start[0]
-
-    body.register_forward_pre_hook(before)
-    body.register_forward_hook(after)
 
 
 def run_in_subprocess(method: str, argv: list[str]) -> dict:
@@ -205,16 +230,29 @@ def run_in_subprocess(method: str, argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def padding_efficiency(args, result: dict) -> float:
-    """Real tokens / computed tokens (rows x longest row) over the engine's batches."""
-    from subnet.eval.batching import plan_batches
-    from subnet.eval.engine import default_token_budget
+def bf16_peak(device_name: str) -> float | None:
+    return next((peak for key, peak in BF16_PEAK_FLOPS.items() if key in device_name), None)
 
-    docs = build_docs(args, result["vocab"], result["seq_len"])
-    lengths = [len(t) for t in docs.tokens]
-    batches = plan_batches(lengths, args.token_budget or default_token_budget(args.device))
-    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-    return sum(lengths[i] for b in batches for i in b) / max(padded, 1)
+
+def summarise(method: str, runs: list[dict], reference: np.ndarray) -> dict:
+    seconds = float(np.median([r["seconds"] for r in runs]))
+    first = runs[0]
+    nll = np.array(first["nll"])
+    rel = np.abs(nll - reference) / np.maximum(np.abs(reference), 1e-12)
+    peak = bf16_peak(first["device_name"])
+    return {
+        "method": method,
+        "seconds": seconds,
+        "seconds_runs": [round(r["seconds"], 4) for r in runs],
+        # CPU time of the scoring process: on a shared machine a steadier measure of work than wall time
+        "cpu_seconds": float(np.median([r["cpu_seconds"] for r in runs])),
+        "tokens_per_s": first["predicted_tokens"] / seconds,
+        "mfu": first["flops"] / seconds / peak if peak else None,
+        "peak_mem_bytes": max(r["peak_mem_bytes"] for r in runs),
+        "max_rel_diff": float(np.nanmax(rel)) if len(rel) else 0.0,
+        "mean_rel_diff": float(abs(nll.sum() - reference.sum()) / max(abs(reference.sum()), 1e-12)),
+        "all_finite": bool(np.isfinite(nll).all()),
+    }
 
 
 def main(argv=None) -> None:
@@ -223,44 +261,44 @@ def main(argv=None) -> None:
     if args.method:
         print(json.dumps(run_method(args)))
         return
+    methods = [m for m in args.methods.split(",") if m]
+    if not set(methods) <= set(METHODS):
+        raise SystemExit(f"--methods: unknown {sorted(set(methods) - set(METHODS))}")
     child_argv = [a for a in argv if a != "--json"]
-    # Alternate the methods and keep each one's fastest run: other load on the machine hits both.
-    runs = {"reference": [], "engine": []}
-    for _ in range(max(1, args.repeats)):
-        for method in runs:
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for _ in range(max(1, args.repeats)):  # alternate: other load on the machine hits every method
+        for method in methods:
             runs[method].append(run_in_subprocess(method, child_argv))
-    ref, eng = (min(runs[m], key=lambda r: r["seconds"]) for m in ("reference", "engine"))
-    a, b = np.array(eng["nll"]), np.array(ref["nll"])
-    rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        reference = np.array(run_in_subprocess("float32", child_argv)["nll"])
+    else:
+        reference = np.array(runs.get("batch1", runs[methods[0]])[0]["nll"])  # float32 on CPU already
+    rows = [summarise(m, runs[m], reference) for m in methods]
+    first = runs[methods[0]][0]
     result = {
-        "device": args.device,
-        "model_size": args.model_size,
-        "params": eng["params"],
-        "vocab": eng["vocab"],
-        "seq_len": eng["seq_len"],
-        "docs": args.docs,
-        "predicted_tokens": eng["predicted_tokens"],
-        "threads": eng["threads"],
-        "tokens_per_s": eng["predicted_tokens"] / eng["seconds"],
-        "reference_tokens_per_s": ref["predicted_tokens"] / ref["seconds"],
-        "speedup": ref["seconds"] / eng["seconds"],
-        "seconds": eng["seconds"],
-        "reference_seconds": ref["seconds"],
-        # CPU time of the scoring process: on a shared machine a steadier measure of work than wall time
-        "cpu_speedup": ref["cpu_seconds"] / eng["cpu_seconds"],
-        "engine_body_fraction": eng["body_seconds"] / eng["seconds"],
-        "padding_efficiency": padding_efficiency(args, eng),
-        "peak_mem_bytes": eng["peak_mem_bytes"],
-        "reference_peak_mem_bytes": ref["peak_mem_bytes"],
-        "max_rel_diff": float(np.nanmax(rel)) if len(rel) else 0.0,
-        "all_finite": bool(np.isfinite(a).all() and np.isfinite(b).all()),
+        "device": first["device_name"], "model_size": args.model_size, "params": first["params"],
+        "vocab": first["vocab"], "seq_len": first["seq_len"], "docs": args.docs,
+        "predicted_tokens": first["predicted_tokens"], "threads": first["threads"],
+        "layout": args.layout, "reference": "float32 batch1" if cuda else "batch1 (float32)", "methods": rows,
     }
-    if args.device.startswith("cuda"):
-        for name, r in (("mfu", eng), ("reference_mfu", ref)):
-            result[name] = 2 * r["params"] * r["input_tokens"] / r["seconds"] / H100_BF16_DENSE_FLOPS
+    by = {r["method"]: r for r in rows}
+    for other in ("batch1", "padded"):
+        if "engine" in by and other in by:
+            result[f"speedup_vs_{other}"] = by[other]["seconds"] / by["engine"]["seconds"]
+            result[f"cpu_time_speedup_vs_{other}"] = by[other]["cpu_seconds"] / by["engine"]["cpu_seconds"]
     if not args.json:
-        for key, value in result.items():
-            print(f"{key:>26}: {value}")
+        print(f"{result['device']}, {args.model_size} Llama, {result['params'] / 1e6:.1f}M params, vocab {result['vocab']},"
+              f" {args.docs} docs, {result['predicted_tokens']} predicted tokens, {result['threads']} threads")
+        print(f"{'method':>8} {'tokens/s':>10} {'MFU':>7} {'peak MB':>9} {'max rel diff':>13}")
+        for r in rows:
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+            print(f"{r['method']:>8} {r['tokens_per_s']:>10.0f} {mfu:>7} {r['peak_mem_bytes'] / 1e6:>9.1f}"
+                  f" {r['max_rel_diff']:>13.2e}")
+        for other in ("batch1", "padded"):
+            if f"speedup_vs_{other}" in result:
+                print(f"engine vs {other}: {result[f'speedup_vs_{other}']:.2f}x wall time,"
+                      f" {result[f'cpu_time_speedup_vs_{other}']:.2f}x CPU time")
     print(json.dumps(result))
 
 

@@ -23,6 +23,7 @@ is in the floating-point rounding of low-precision kernels whose choice depends 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections import deque
 
@@ -128,8 +129,10 @@ def compute_losses(
     model.eval()
     head = OutputHead.of(model)
     budget = token_budget or default_token_budget(device)
-    scorer = _Scorer(model, head, device, chunk_tokens or default_chunk_tokens(device, head.vocab_size))
     layout = default_layout(device) if layout == "auto" else layout
+    if layout == "packed" and device.type == "cuda":
+        _prefer_varlen_attention(model)
+    scorer = _Scorer(model, head, device, chunk_tokens or default_chunk_tokens(device, head.vocab_size))
     nll = np.zeros(len(docs), dtype=np.float64)
     with torch.inference_mode():
         verify_head(model, head, docs, device)
@@ -200,6 +203,23 @@ def _packing_is_exact(scorer: _Scorer, docs: TokenizedDocuments) -> bool:
         if both_finite and abs(packed[k] - alone_nll) > tol * max(1.0, abs(alone_nll)):
             return False
     return True
+
+
+def _prefer_varlen_attention(model: torch.nn.Module) -> None:
+    """flash-attention's variable-length kernels when installed: attention FLOPs only inside each
+    document (SDPA with a block-diagonal mask computes the masked blocks too). The packing probe
+    still checks the result, and any failure to switch keeps the loader's SDPA."""
+    config = getattr(model, "config", None)
+    if config is None or str(getattr(config, "_attn_implementation", "")).startswith("flash_attention"):
+        return
+    param = next(model.parameters(), None)
+    if param is None or param.dtype not in (torch.bfloat16, torch.float16) or importlib.util.find_spec("flash_attn") is None:
+        return  # flash-attention kernels take half precision only
+    try:
+        model.set_attn_implementation("flash_attention_2")
+    except Exception as exc:  # noqa: BLE001 - an architecture without flash support keeps SDPA
+        log.info("flash_attention_2 unavailable for %s (%s); keeping %s", type(model).__name__, exc,
+                 config._attn_implementation)
 
 
 def _release(device: torch.device) -> None:
