@@ -77,7 +77,9 @@ class _Scorer:
         width = ids.shape[1]
         predicts = torch.arange(width - 1, device=self.device)[None, :] < (lengths - 1)[:, None]
         row_of = torch.arange(len(rows), device=self.device)[:, None].expand(-1, width - 1)[predicts]
-        return self._sums(hidden[:, :-1][predicts], ids[:, 1:][predicts], row_of, len(rows))
+        states = hidden[:, :-1][predicts]  # (n_predicted, hidden): only real positions
+        del hidden  # freed before the vocabulary projection
+        return self._sums(states, ids[:, 1:][predicts], row_of, len(rows))
 
     def packed(self, docs: list[np.ndarray], batch: PackedBatch) -> dict[int, float]:
         ids, pos, doc_of, predicts = pack_rows(docs, batch.rows, batch.width)
@@ -92,6 +94,7 @@ class _Scorer:
         local[members] = torch.arange(len(members))
         where = predicts.to(self.device)
         states = hidden[where]
+        del hidden
         targets = torch.roll(ids, -1, dims=1)[where]
         sums = self._sums(states, targets, local[doc_of[predicts]].to(self.device), len(members))
         return dict(zip(members, sums.tolist()))
