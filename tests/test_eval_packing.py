@@ -118,3 +118,11 @@ def test_pack_rows_positions_and_predictions():
 def test_unknown_layout_is_refused():
     with pytest.raises(ValueError, match="layout"):
         compute_losses(tiny_model("llama"), random_docs([5]), layout="diagonal")
+
+
+@pytest.mark.parametrize("layout", ["packed", "padded"])
+def test_progress_counts_every_scored_document(layout):
+    seen = []
+    docs = random_docs(RAGGED, seed=9)
+    compute_losses(tiny_model("llama"), docs, layout=layout, token_budget=700, on_documents=seen.append)
+    assert sum(seen) == sum(1 for t in docs.tokens if len(t) >= 2) and len(seen) > 1

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections import deque
+from typing import Callable
 
 import numpy as np
 import torch
@@ -114,6 +115,7 @@ def compute_losses(
     use_padding_mask: bool = False,
     layout: str = "auto",
     block_tokens: int | None = None,
+    on_documents: Callable[[int], None] | None = None,
 ) -> DocLosses:
     """Summed NLL, predicted-token count, bytes and status for every document, in input order.
 
@@ -124,6 +126,7 @@ def compute_losses(
     splits the failing batch and retries; if one row alone does not fit, the error propagates
     and costs this model only. The padded path passes no attention mask by default (a real
     token never attends to the pads after it; without it SDPA takes its fused causal path).
+    `on_documents(n)` is told after each batch how many documents it scored (progress bars).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
@@ -143,23 +146,28 @@ def compute_losses(
             log.warning("%s ignores packed position ids; scoring padded rows instead", type(model).__name__)
             layout = "padded"
         if layout == "packed":
-            _score_packed(scorer, docs, nll, budget, block_tokens)
+            _score_packed(scorer, docs, nll, budget, block_tokens, on_documents)
             # A non-finite value in one document can reach the others of its row through masked
             # attention (0 * NaN); score those documents alone so only the cause fails.
             for i in np.flatnonzero(~np.isfinite(nll)):
                 nll[i] = scorer.padded([docs.tokens[i]], False)[0]
         else:
-            _score_padded(scorer, docs, nll, budget, use_padding_mask)
+            _score_padded(scorer, docs, nll, budget, use_padding_mask, on_documents)
     return _assemble(docs, nll)
 
 
-def _score_padded(scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, use_mask: bool) -> None:
+def _score_padded(
+    scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, use_mask: bool,
+    on_documents: Callable[[int], None] | None,
+) -> None:
     lengths = [len(t) for t in docs.tokens]
     pending = deque(plan_batches(lengths, budget))
     while pending:
         batch = pending.popleft()
         try:
             nll[batch] = scorer.padded([docs.tokens[i] for i in batch], use_mask)
+            if on_documents is not None:
+                on_documents(len(batch))
         except torch.OutOfMemoryError:
             _release(scorer.device)
             if len(batch) == 1:
@@ -172,7 +180,8 @@ def _score_padded(scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, bu
 
 
 def _score_packed(
-    scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, block_tokens: int | None
+    scorer: _Scorer, docs: TokenizedDocuments, nll: np.ndarray, budget: int, block_tokens: int | None,
+    on_documents: Callable[[int], None] | None,
 ) -> None:
     lengths = [len(t) for t in docs.tokens]
     block = block_tokens or block_for(lengths)
@@ -180,8 +189,11 @@ def _score_packed(
     while pending:
         batch = pending.popleft()
         try:
-            for i, value in scorer.packed(docs.tokens, batch).items():
+            scored = scorer.packed(docs.tokens, batch)
+            for i, value in scored.items():
                 nll[i] = value
+            if on_documents is not None:
+                on_documents(len(scored))
         except torch.OutOfMemoryError:
             _release(scorer.device)
             if len(batch.rows) == 1:
