@@ -25,13 +25,33 @@ class CompetitionError(ValueError):
     """A competition definition is invalid or unknown."""
 
 
+ADVANTAGE_MODES = ("age", "earned")
+
+
 @dataclass(frozen=True)
 class AdvantageSchedule:
-    """The earlier model's advantage: eps0 * 0.5 ** (age / half_life), never below floor."""
+    """The earlier model's advantage: eps0 * 0.5 ** (age / half_life), never below floor.
+
+    mode "age": every model holds that. mode "earned" (issue 20, the default since the simulator
+    showed it recognises the frontier faster and pays a copier less): a model that dethroned the
+    leader starts from what it demonstrated, the lower end of its improvement over the leader,
+    clamped to [min_earned, cap], instead of eps0; see `subnet.scoring.earned`.
+    """
 
     eps0: float = 0.004
     half_life_blocks: float = 50_400.0
     floor: float = 0.0
+    mode: str = "earned"  # chosen by scripts/simulate_advantage.py (README: advantage modes)
+    cap: float = 0.01
+    min_earned: float = 0.0005
+
+
+@dataclass(frozen=True)
+class WeightedSource:
+    """One dataset of a competition's documents and its weight in the competition's loss."""
+
+    dataset: str
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,14 +86,29 @@ class Competition:
     reward_share: float = 1.0
     sampling: SamplingBudget = field(default_factory=SamplingBudget)
     dataset: str = "fineweb"  # see subnet.data.sources: fineweb[-rows|-parquet[@REV]], parquet:DIR, synthetic
+    # Several weighted datasets instead of `dataset` (e.g. web, code, math); empty: `dataset` alone.
+    sources: tuple[WeightedSource, ...] = ()
+    # Rounds of evidence around which the cross-round test is tightest (scoring/sequential.py).
+    design_rounds: float = 3.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.sources, list):  # as `to_dict` writes them
+            object.__setattr__(self, "sources", tuple(
+                WeightedSource(**src) if isinstance(src, Mapping) else src for src in self.sources))
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["architectures"] = list(self.architectures)
+        d["sources"] = [asdict(src) for src in self.sources]
         return d
+
+    @property
+    def weighted_sources(self) -> tuple[WeightedSource, ...]:
+        """The datasets a round draws from, with weights summing to 1 (`dataset` alone by default)."""
+        listed = self.sources or (WeightedSource(self.dataset, 1.0),)
+        total = sum(src.weight for src in listed)
+        return tuple(WeightedSource(src.dataset, src.weight / total) for src in listed)
 
 
 def _validate(c: Competition) -> None:
@@ -100,6 +135,21 @@ def _validate(c: Competition) -> None:
         fail("advantage.half_life_blocks", f"must be positive, got {a.half_life_blocks}")
     if not (0 <= a.floor <= a.eps0):
         fail("advantage.floor", f"must be in [0, eps0], got {a.floor}")
+    if a.mode not in ADVANTAGE_MODES:
+        fail("advantage.mode", f"must be one of {ADVANTAGE_MODES}, got {a.mode!r}")
+    if not (0 <= a.min_earned <= a.cap < 1):
+        fail("advantage.cap", f"must satisfy 0 <= min_earned <= cap < 1, got {a.min_earned} and {a.cap}")
+    if not (0 < c.design_rounds <= 10_000):
+        fail("design_rounds", f"must be in (0, 10000], got {c.design_rounds}")
+    if not isinstance(c.sources, tuple) or not all(
+        isinstance(src, WeightedSource) and isinstance(src.dataset, str) and src.dataset
+        and isinstance(src.weight, Real) and not isinstance(src.weight, bool)
+        and math.isfinite(src.weight) and src.weight > 0
+        for src in c.sources
+    ):
+        fail("sources", f"must list datasets with positive weights, got {c.sources!r}")
+    if len({src.dataset for src in c.sources}) != len(c.sources):
+        fail("sources", "must not list a dataset twice")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
     s = c.sampling
@@ -121,6 +171,8 @@ def _check_types(c: Competition, fail) -> None:
         "reward_share": (c.reward_share, Real),
         "advantage.eps0": (c.advantage.eps0, Real), "advantage.floor": (c.advantage.floor, Real),
         "advantage.half_life_blocks": (c.advantage.half_life_blocks, Real),
+        "advantage.mode": (c.advantage.mode, str), "advantage.cap": (c.advantage.cap, Real),
+        "advantage.min_earned": (c.advantage.min_earned, Real), "design_rounds": (c.design_rounds, Real),
         "sampling.pages": (c.sampling.pages, Integral), "sampling.page_size": (c.sampling.page_size, Integral),
         "sampling.max_documents": (c.sampling.max_documents, Integral),
     }
@@ -181,6 +233,10 @@ def competition_from_dict(data: Mapping[str, Any]) -> Competition:
             kwargs["advantage"] = AdvantageSchedule(**kwargs["advantage"])
         if "sampling" in kwargs:
             kwargs["sampling"] = SamplingBudget(**kwargs["sampling"])
+        if "sources" in kwargs:
+            if not isinstance(kwargs["sources"], list) or not all(isinstance(x, dict) for x in kwargs["sources"]):
+                raise CompetitionError(f"competition {cid!r}: field 'sources' must be a list of tables")
+            kwargs["sources"] = tuple(WeightedSource(**x) for x in kwargs["sources"])
         for name in ("max_seq_len", "min_params", "max_params", "max_bytes"):
             if not isinstance(kwargs[name], int) or isinstance(kwargs[name], bool):
                 raise CompetitionError(f"competition {cid!r}: field {name!r} must be an integer, got {kwargs[name]!r}")

@@ -82,7 +82,7 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
     from subnet.data.tokenizer import load_tokenizer
     from subnet.eval.engine import compute_losses
     from subnet.eval.types import STATUS_FAILED
-    from subnet.scoring.stats import mean_interval
+    from subnet.scoring.loss import competition_loss, document_nll
 
     source = make_source(comp)
     pages = max(1, -(-n_documents // comp.sampling.page_size))
@@ -94,7 +94,7 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
     with WorkProgress("scoring", len(docs), "docs") as progress:
         losses = compute_losses(model, docs, device=device, on_documents=progress.advance)
     per_token = losses.per_token()
-    interval = mean_interval(per_token)
+    interval = competition_loss(document_nll(losses), losses.n_tokens)  # the competition's one loss
     return {
         "no_score": failure_reason(Candidate("model", 0, per_token)),  # the validator's reason, or None
         "documents": len(docs),

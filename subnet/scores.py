@@ -83,6 +83,48 @@ def _state_db(state_dir: Path) -> Path:
     return db
 
 
+def evidence_from_state(state_dir: Path, competition: str | None = None) -> list[dict]:
+    """Each current pair's evidence accumulated across rounds (`subnet.validator.scores.evidence_table`)."""
+    from subnet.validator.scores import evidence_table
+    from subnet.validator.state import ValidatorState
+
+    state = ValidatorState(_state_db(state_dir))
+    try:
+        return evidence_table(state, competition)
+    finally:
+        state.close()
+
+
+def evidence_from_api(url: str, competition: str | None = None, timeout_s: float = 10.0) -> list[dict]:
+    import urllib.parse
+    import urllib.request
+
+    query = "?" + urllib.parse.urlencode({"competition": competition}) if competition else ""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/evidence" + query, timeout=timeout_s) as response:
+            payload = json.loads(response.read())
+    except (OSError, ValueError):  # an older validator without /evidence: show the scores alone
+        return []
+    rows = payload.get("evidence", []) if isinstance(payload, dict) else []
+    return rows if isinstance(rows, list) else []
+
+
+def render_evidence(pairs: list[dict], console: Console) -> None:
+    """The accumulated paired intervals: L_later / L_earlier - 1, which decides once below -advantage."""
+    t = Table(title="pairs: evidence accumulated across rounds (later vs earlier loss, 95% confidence sequence)")
+    for col, justify in (("comp", "left"), ("earlier", "left"), ("later", "left"), ("rounds", "right"),
+                         ("later/earlier - 1", "right"), ("interval", "right"), ("advantage", "right"),
+                         ("verdict", "left")):
+        t.add_column(col, justify=justify)
+    for p in pairs:
+        interval = f"{_fmt(p.get('acc_low'), '+.4%')}..{_fmt(p.get('acc_high'), '+.4%')}"
+        t.add_row(Text(str(p.get("competition") or "")), Text(str(p.get("earlier") or "")[:8]),
+                  Text(str(p.get("later") or "")[:8]),
+                  _fmt(p.get("rounds"), "d"), _fmt(p.get("diff"), "+.4%"), interval, _fmt(p.get("eps"), ".4%"),
+                  "later wins" if p.get("later_wins") else "earlier keeps")
+    console.print(t)
+
+
 def rows_from_api(url: str, competition: str | None = None, deregistered: bool = False,
                   timeout_s: float = 10.0) -> list[dict]:
     import urllib.error
@@ -155,10 +197,16 @@ def render(rows: list[dict], console: Console, title: str = "scores") -> None:
             status += f": {r['reason']}"
         t.add_row(  # miner-supplied text as plain Text: never read as rich markup
             _fmt(r.get("uid"), "d"), Text(str(r.get("hotkey") or "")[:8]), Text(str(r.get("model") or "")),
-            Text(str(r.get("competition") or "")), age_text, _fmt(r.get("advantage"), ".4%"), loss,
+            Text(str(r.get("competition") or "")), age_text,
+            _fmt(r.get("advantage"), ".4%") + (" earned" if _earned(r) else ""), loss,
             _fmt(r.get("win_rate"), ".2f"), _fmt(r.get("weight"), ".4f"), Text(str(status)),
         )
     console.print(t)
+
+
+def _earned(row: dict) -> bool:
+    source = row.get("advantage_source") or ""
+    return source.startswith("earned") and "not used" not in source
 
 
 def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> Path:
@@ -212,6 +260,8 @@ def register(app: typer.Typer) -> None:
         try:
             rows = (rows_from_state(state, competition, deregistered) if state is not None
                     else rows_from_api(url, competition, deregistered))
+            evidence = (evidence_from_state(state, competition) if state is not None
+                        else evidence_from_api(url, competition))
             if plot is not None:
                 plot_history(state, plot, competition)
                 console.print(f"wrote {plot}")
@@ -225,5 +275,7 @@ def register(app: typer.Typer) -> None:
         weights = weights_from_state(state) if state is not None else weights_from_api(url)
         if weights:
             console.print(f"weights: {weights.get('text')}")
+        if evidence:
+            render_evidence(evidence, console)
         if as_json:
-            print(json.dumps({"scores": rows, "weights": weights}))
+            print(json.dumps({"scores": rows, "weights": weights, "evidence": evidence}))

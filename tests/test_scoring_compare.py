@@ -39,8 +39,8 @@ def test_paired_test_resolves_a_tenth_of_a_percent_that_unpaired_means_cannot():
 
     paired = paired_compare(earlier, later, 0, NO_ADVANTAGE)
     assert paired.later_wins
-    assert paired.ci_high < 0
-    assert paired.diff_mean == pytest.approx(-0.001 * earlier.mean(), rel=0.1)
+    assert paired.ci_high < 0 and paired.acc_high < 0
+    assert paired.diff_mean == pytest.approx(-0.001, rel=0.1)  # relative: L_later / L_earlier - 1
 
     # Unpaired on the same documents (Welch: each mean with its own error bar).
     a, b = mean_interval(earlier), mean_interval(later)
@@ -51,8 +51,8 @@ def test_paired_test_resolves_a_tenth_of_a_percent_that_unpaired_means_cannot():
     c = mean_interval(other_docs)
     independent_half = 1.96 * math.hypot(a.stderr, c.stderr)
     assert c.mean - a.mean + independent_half > 0 > c.mean - a.mean - independent_half
-    # The paired interval is about 100x narrower than the unpaired one.
-    assert welch_half / ((paired.ci_high - paired.ci_low) / 2) > 50
+    # The paired interval (relative, so scaled by the earlier loss) is about 100x narrower than the unpaired one.
+    assert welch_half / ((paired.ci_high - paired.ci_low) / 2 * a.mean) > 50
 
 
 def test_false_wins_are_rare_when_the_later_model_only_matches_the_threshold():
@@ -73,7 +73,7 @@ def test_newcomer_three_tenths_better_loses_to_a_one_day_old_incumbent():
     later = improved(earlier, 0.997, 0.002, seed=22)
     c = paired_compare(earlier, later, DAY, DEFAULT)
     assert c.eps == pytest.approx(0.004 * 0.5 ** (1 / 7))
-    assert not c.later_wins and c.diff_mean > 0
+    assert not c.later_wins and -c.eps < c.diff_mean < 0
     assert "not below" in c.reason
 
 
@@ -82,17 +82,19 @@ def test_same_newcomer_wins_against_a_fourteen_day_old_incumbent():
     later = improved(earlier, 0.997, 0.002, seed=22)
     c = paired_compare(earlier, later, 14 * DAY, DEFAULT)
     assert c.eps == pytest.approx(0.001)
-    assert c.later_wins and c.ci_high < 0
-    assert "significantly" in c.reason
+    assert c.later_wins and c.acc_high < -c.eps
+    assert "over 1 round(s)" in c.reason
 
 
-def test_diff_is_later_minus_discounted_earlier():
+def test_diff_is_the_relative_difference_of_the_two_losses_with_a_delta_method_error():
     earlier = fineweb_like(500, seed=3)
     later = improved(earlier, 0.99, 0.01, seed=4)
     c = paired_compare(earlier, later, 0, DEFAULT)
-    assert c.diff_mean == pytest.approx(c.later_mean - (1 - c.eps) * c.earlier_mean)
+    assert c.diff_mean == pytest.approx(later.sum() / earlier.sum() - 1)
+    assert c.diff_mean == pytest.approx(c.later_mean / c.earlier_mean - 1)
     assert c.n == 500 and c.ci_low < c.diff_mean < c.ci_high
-    assert c.stderr == pytest.approx(np.std(later - 0.996 * earlier, ddof=1) / math.sqrt(500))
+    influence = later / later.mean() - earlier / earlier.mean()  # delta method for log(mean b / mean a)
+    assert c.stderr == pytest.approx(np.std(influence, ddof=1) / math.sqrt(500))
 
 
 def test_better_on_average_but_not_significantly_is_not_a_win():
@@ -100,14 +102,14 @@ def test_better_on_average_but_not_significantly_is_not_a_win():
     noise = np.random.default_rng(6).normal(size=50)
     later = earlier - 0.01 + 0.1 * (noise - noise.mean()) / noise.std(ddof=1)  # mean diff -0.01, t = -0.71
     c = paired_compare(earlier, later, 0, NO_ADVANTAGE)
-    assert c.diff_mean == pytest.approx(-0.01)
+    assert c.diff_mean == pytest.approx(-0.01 / earlier.mean())
     assert not c.later_wins and c.ci_high > 0
-    assert "not significantly" in c.reason
+    assert "not yet significantly" in c.reason
 
 
 def test_higher_confidence_is_harder_to_win():
     earlier = fineweb_like(300, seed=7)
-    later = improved(earlier, 0.9985, 0.025, seed=8)
+    later = improved(earlier, 0.997, 0.025, seed=8)
     verdicts = [paired_compare(earlier, later, 0, NO_ADVANTAGE, conf).later_wins for conf in (0.5, 0.95, 0.9999)]
     assert verdicts == sorted(verdicts, reverse=True)
     assert verdicts[0] and not verdicts[-1]
@@ -161,7 +163,7 @@ def test_equal_failures_are_dropped_from_the_pairing():
     earlier[0], later[1] = np.nan, -np.inf
     c = paired_compare(earlier, later, 0, DEFAULT)
     assert c.n == 298 and c.later_wins
-    assert c.earlier_mean == pytest.approx(np.mean(earlier[2:]))
+    assert c.earlier_mean == pytest.approx(np.mean(earlier[2:]))  # each document weighs 1 without tokens
 
 
 def test_no_finite_pairs_and_equal_failures_keeps_the_earlier_model():

@@ -2,9 +2,12 @@
 
 Both models are scored on the same held-out reference documents (a fixed seed, excluded from
 training) with the validator's own loader and loss engine, and compared with the validator's own
-paired test and advantage schedule. Because the two models see the same documents, the paired
-interval of the difference is far narrower than the unpaired intervals of the two means: that
-gap is the reason this subnet can tell apart models a fraction of a percent apart, and the
+paired test and advantage schedule, on the competition's one loss (total NLL over total predicted
+tokens, `subnet.scoring.loss`). The verdict is for one round of evidence: the validator pools
+rounds, so a candidate that "would not win now" may still win after a few rounds.
+
+Because the two models see the same documents, the paired interval of the difference is far
+narrower than the unpaired intervals of the two means: that gap is the reason this subnet can tell apart models a fraction of a percent apart, and the
 report shows both.
 
 Verdicts (and `verdict_code`):
@@ -45,11 +48,11 @@ class Verdict:
 @dataclass
 class BenchmarkReport:
     n_documents: int
-    candidate_losses: np.ndarray  # per-document per-token loss (NaN = failed)
+    candidate_losses: np.ndarray  # per-document per-token loss (NaN = failed), for the plots
     incumbent_losses: np.ndarray
     candidate: object  # subnet.scoring.stats.Interval
     incumbent: object
-    paired: object  # Interval of (candidate - incumbent) per document
+    paired: object  # Interval of L_candidate - L_incumbent (delta method on the paired ratio)
     unpaired_diff: float
     unpaired_ci_low: float
     unpaired_ci_high: float
@@ -114,13 +117,19 @@ def compare_losses(
     incumbent_age_blocks: float,
     schedule: AdvantageSchedule,
     *,
+    tokens: np.ndarray | None = None,
     incumbent_block: int | None = None,
     confidence: float = 0.95,
 ) -> BenchmarkReport:
-    """The report for per-document losses of two models on the same documents (NaN = failed)."""
+    """The report for per-document losses of two models on the same documents (NaN = failed).
+
+    With `tokens` the losses are each document's summed NLL and the loss is per token; without,
+    they are per-document losses that each weigh the same.
+    """
     from subnet.scoring.advantage import advantage
     from subnet.scoring.compare import paired_compare
-    from subnet.scoring.stats import mean_interval
+    from subnet.scoring.loss import competition_loss, paired_log_ratio
+    from subnet.scoring.stats import Interval
 
     candidate = np.asarray(candidate, dtype=np.float64)
     incumbent = np.asarray(incumbent, dtype=np.float64)
@@ -128,14 +137,21 @@ def compare_losses(
         raise ValueError(f"need two equal-length loss vectors, got {candidate.shape} and {incumbent.shape}")
     if incumbent_age_blocks < 0:
         raise ValueError(f"incumbent age must not be negative, got {incumbent_age_blocks}")
-    cand_iv = mean_interval(candidate, confidence)
-    inc_iv = mean_interval(incumbent, confidence)
-    paired_iv = mean_interval(candidate - incumbent, confidence)
+    cand_iv = competition_loss(candidate, tokens, confidence=confidence)
+    inc_iv = competition_loss(incumbent, tokens, confidence=confidence)
+    stat = paired_log_ratio(incumbent, candidate, tokens)
+    rel_low, rel_high = stat.relative_interval(confidence)
+    scale = inc_iv.mean
+    paired_iv = Interval(cand_iv.mean - inc_iv.mean, scale * stat.ratio * math.sqrt(stat.variance),
+                         scale * rel_low, scale * rel_high, stat.n)
     diff, low, high = unpaired_difference(cand_iv, inc_iv, confidence)
-    comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence)
-    verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block)
+    comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence, tokens=tokens)
+    verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block, tokens)
+    per_doc = np.ones_like(candidate) if tokens is None else np.asarray(tokens, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cand_per_doc, inc_per_doc = candidate / per_doc, incumbent / per_doc
     return BenchmarkReport(
-        n_documents=len(candidate), candidate_losses=candidate, incumbent_losses=incumbent,
+        n_documents=len(candidate), candidate_losses=cand_per_doc, incumbent_losses=inc_per_doc,
         candidate=cand_iv, incumbent=inc_iv, paired=paired_iv,
         unpaired_diff=diff, unpaired_ci_low=low, unpaired_ci_high=high, comparison=comparison,
         incumbent_age_blocks=float(incumbent_age_blocks),
@@ -171,6 +187,7 @@ def decide(
     schedule: AdvantageSchedule,
     confidence: float,
     incumbent_block: int | None,
+    tokens: np.ndarray | None = None,
 ) -> Verdict:
     """Search the incumbent's future ages for the first at which the validator's test passes.
 
@@ -181,14 +198,14 @@ def decide(
     from subnet.scoring.compare import paired_compare
 
     def compare(age: float):
-        return paired_compare(incumbent, candidate, age, schedule, confidence)
+        return paired_compare(incumbent, candidate, age, schedule, confidence, tokens=tokens)
 
     if compare(age_blocks).later_wins:
         return Verdict("win", "would win", advantage(age_blocks, schedule), age_blocks, incumbent_block)
     far = age_blocks + _FLOOR_HALF_LIVES * schedule.half_life_blocks
     at_floor = compare(far)
     if not at_floor.later_wins:
-        if math.isfinite(at_floor.diff_mean) and at_floor.diff_mean < 0:
+        if math.isfinite(at_floor.diff_mean) and at_floor.diff_mean < -at_floor.eps:
             return Verdict("not_significant", "would not win now")
         return Verdict("never", "would not win")
     lo, hi = age_blocks, far
@@ -227,8 +244,8 @@ def reference_set(competition: Competition, n_documents: int = 0, dataset: str =
     return tokenize_documents(documents, tokenizer, competition.max_seq_len)
 
 
-def score_model(model_dir: Path | str, competition: Competition, docs, device: str = "cpu") -> np.ndarray:
-    """Per-document per-token losses with the validator's loader and engine (in-process)."""
+def score_model(model_dir: Path | str, competition: Competition, docs, device: str = "cpu"):
+    """Per-document losses (`DocLosses`) with the validator's loader and engine (in-process)."""
     import torch
 
     from subnet.eval.engine import compute_losses
@@ -238,7 +255,7 @@ def score_model(model_dir: Path | str, competition: Competition, docs, device: s
     model = load_model(Path(model_dir), competition, device=device)
     try:
         with WorkProgress(f"scoring {Path(model_dir).name}", len(docs), "docs") as progress:
-            return compute_losses(model, docs, device=device, on_documents=progress.advance).per_token()
+            return compute_losses(model, docs, device=device, on_documents=progress.advance)
     finally:
         del model
         if device.startswith("cuda"):
@@ -259,10 +276,13 @@ def benchmark(
 ) -> BenchmarkReport:
     docs = reference_set(competition, n_documents, dataset)
     device = resolve_device(device)
+    from subnet.scoring.loss import document_nll
+
     candidate = score_model(candidate_dir, competition, docs, device)
     incumbent = score_model(incumbent_dir, competition, docs, device)
-    return compare_losses(candidate, incumbent, incumbent_age_blocks, competition.advantage,
-                          incumbent_block=incumbent_block, confidence=confidence)
+    return compare_losses(document_nll(candidate), document_nll(incumbent), incumbent_age_blocks,
+                          competition.advantage, tokens=candidate.n_tokens, incumbent_block=incumbent_block,
+                          confidence=confidence)
 
 
 # ----------------------------------------------------------------------------- presentation
@@ -287,7 +307,8 @@ def report_table(report: BenchmarkReport, candidate_name: str = "candidate", inc
     table.add_row("difference, paired", f"{report.paired.mean:+.5f}", iv(report.paired.low, report.paired.high))
     table.add_row("paired interval narrower by", f"{report.width_ratio:.1f}x", "")
     c = report.comparison
-    table.add_row("validator's test: cand - (1-eps) inc", f"{c.diff_mean:+.5f}", iv(c.ci_low, c.ci_high))
+    table.add_row("validator's test: L_cand / L_inc - 1 (wins below -eps)", f"{c.diff_mean:+.4%}",
+                  f"[{c.acc_low:+.4%}, {c.acc_high:+.4%}]")
     table.add_row("incumbent age", f"{report.incumbent_age_blocks:,.0f} blocks",
                   f"{report.incumbent_age_blocks / BLOCKS_PER_DAY:.1f} days")
     table.add_row("incumbent advantage now", f"{report.advantage_now:.4%}", "")

@@ -1,7 +1,10 @@
-"""Scoring, pure: the advantage, paired comparisons, wins, and weights. No I/O anywhere in here."""
+"""Scoring, pure: the one loss, the advantage, paired comparisons pooled across rounds, wins, weights. No I/O."""
 
 from subnet.scoring.advantage import advantage, blocks_until_advantage_below
 from subnet.scoring.compare import Comparison, paired_compare
+from subnet.scoring.earned import EarnedAdvantage, earned_eps, model_advantage
+from subnet.scoring.loss import RatioStat, competition_loss, document_nll, paired_log_ratio
+from subnet.scoring.sequential import PairEvidence
 from subnet.scoring.stats import Interval, mean_interval, t_quantile
 from subnet.scoring.weights import ema_update, weights_from_win_rates
 from subnet.scoring.wins import Candidate, WinResult, compute_wins, failure_reason, find_copies
@@ -9,16 +12,24 @@ from subnet.scoring.wins import Candidate, WinResult, compute_wins, failure_reas
 __all__ = [
     "Candidate",
     "Comparison",
+    "EarnedAdvantage",
     "Interval",
+    "PairEvidence",
+    "RatioStat",
     "WinResult",
     "advantage",
     "blocks_until_advantage_below",
+    "competition_loss",
     "compute_wins",
+    "document_nll",
+    "earned_eps",
     "ema_update",
     "failure_reason",
     "find_copies",
     "mean_interval",
+    "model_advantage",
     "paired_compare",
+    "paired_log_ratio",
     "t_quantile",
     "weights_from_win_rates",
 ]

@@ -3,7 +3,10 @@
 Order is by birth: the commitment's block, ties broken by key (lexicographically), so the
 result never depends on the order candidates arrive in. In each pair the earlier model holds
 the advantage for its age at `current_block`; the later model wins only by the paired test in
-`compare.py`.
+`compare.py`, which pools the pair's evidence from earlier rounds (`evidence`, keyed by
+(earlier key, later key)) with this round's; the result carries every pair's updated evidence.
+`advantages` replaces the schedule's advantage of an earlier model by one it earned (see
+`advantage.earned_advantage`).
 
 Two kinds of candidate take no part in the comparisons and get win rate 0:
 - copies: candidates whose non-None `content_hash` already appeared under an earlier (block,
@@ -18,17 +21,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
 from subnet.competitions import AdvantageSchedule
 from subnet.scoring.compare import Comparison, paired_compare
+from subnet.scoring.sequential import DEFAULT_DESIGN_ROUNDS, PairEvidence
 
 
 @dataclass(frozen=True, eq=False)
 class Candidate:
-    """A model in a round: its hotkey (key), birth block, per-document per-token losses, content hash."""
+    """A model in a round: its hotkey (key), birth block, per-document losses, content hash.
+
+    `losses` are each document's summed NLL when the round passes `tokens` to `compute_wins`, or
+    per-document losses that each weigh the same when it does not.
+    """
 
     key: str
     block: int
@@ -99,6 +107,13 @@ def compute_wins(
     current_block: int,
     schedule: AdvantageSchedule,
     confidence: float = 0.95,
+    *,
+    tokens=None,
+    groups=None,
+    group_weights=None,
+    evidence: Mapping[tuple[str, str], PairEvidence] | None = None,
+    advantages: Mapping[str, float] | None = None,
+    design_rounds: float = DEFAULT_DESIGN_ROUNDS,
 ) -> WinResult:
     """Pairwise paired comparisons among the valid candidates, and each one's win rate."""
     ordered = sorted(candidates, key=lambda c: c.birth)
@@ -113,7 +128,10 @@ def compute_wins(
     wins = {c.key: 0 for c in ordered}
     for earlier, later in combinations(valid, 2):  # `valid` is in birth order, so earlier comes first
         comparison = paired_compare(
-            earlier.losses, later.losses, current_block - earlier.block, schedule, confidence
+            earlier.losses, later.losses, current_block - earlier.block, schedule, confidence,
+            tokens=tokens, groups=groups, group_weights=group_weights,
+            prior=(evidence or {}).get((earlier.key, later.key)),
+            eps=(advantages or {}).get(earlier.key), design_rounds=design_rounds,
         )
         result.comparisons[(earlier.key, later.key)] = comparison
         wins[later.key if comparison.later_wins else earlier.key] += 1

@@ -18,7 +18,7 @@ from subnet import __version__, git_commit
 from subnet.competitions import Competition
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.scores import scores_table, weights_summary
+from subnet.validator.scores import evidence_table, scores_table, weights_summary
 from subnet.validator.state import ValidatorState
 
 
@@ -51,7 +51,13 @@ def build_app(
         rows = await asyncio.to_thread(scores_table, state, competition, block, competitions,
                                        include_deregistered=departed)
         weights = await asyncio.to_thread(weights_summary, state)
-        return web.json_response({"current_block": block, "scores": rows, "weights": weights})
+        evidence = await asyncio.to_thread(evidence_table, state, competition)
+        return web.json_response({"current_block": block, "scores": rows, "weights": weights, "evidence": evidence})
+
+    async def evidence(request: web.Request) -> web.Response:
+        """Each pair's evidence accumulated across rounds (issue 22), as `subnet scores` shows it."""
+        rows = await asyncio.to_thread(evidence_table, state, request.query.get("competition"))
+        return web.json_response({"evidence": rows})
 
     async def rounds(request: web.Request) -> web.Response:
         try:
@@ -105,10 +111,11 @@ def build_app(
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/history", history)
-    app.router.add_get("/pairs", pairs)
+    app.router.add_get("/evidence", evidence)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/scores", scores)
     app.router.add_get("/rounds", rounds)
+    app.router.add_get("/pairs", pairs)
     app.router.add_get("/metrics", metrics_handler)
     return app
 

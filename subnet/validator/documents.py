@@ -61,6 +61,15 @@ def prepare_documents(deps: RoundDeps, seed: str, competition: Competition,
     return round_data, docs
 
 
+def document_sources(docs: TokenizedDocuments, competition: Competition):
+    """Each document's source index for a multi-source competition; None (one source) otherwise."""
+    if not competition.sources:
+        return None
+    from subnet.data.sources import source_index
+
+    return [source_index(doc_id) for doc_id in docs.doc_ids]
+
+
 def worker_scorer(device: str, timeout_s: float) -> Scorer:
     """One spawned process per model: a crash, hang or OOM costs only that model."""
 

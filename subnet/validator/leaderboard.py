@@ -13,7 +13,7 @@ import numpy as np
 
 from subnet.eval.types import DocLosses
 from subnet.hub.model_ref import ModelRef, ModelRefError
-from subnet.scoring.stats import mean_interval
+from subnet.scoring.loss import competition_loss, document_nll, paired_log_ratio
 from subnet.validator.state import ValidatorState
 
 PAGE_RESOURCE = "leaderboard.html"
@@ -69,9 +69,12 @@ def loss_history(state: ValidatorState, competition: str | None = None, last_rou
 
 
 def leader_differences(state: ValidatorState, competition: str, confidence: float = 0.95) -> dict:
-    """Each model's paired per-document loss difference from the weight holder, on their newest shared round.
+    """Each model's paired loss difference from the weight holder, on their newest shared round.
 
-    Negative means better than the leader. The leader is the hotkey holding the most smoothed weight.
+    On the competition's one loss (total NLL over total tokens, `subnet.scoring.loss`): `diff` is
+    L_model - L_leader in nats per token, its interval the delta-method interval of the paired ratio
+    scaled by the leader's loss, `relative` is L_model / L_leader - 1. Negative means better than the
+    leader. The leader is the hotkey holding the most smoothed weight.
     """
     ema = state.ema(competition)
     if not ema:
@@ -83,17 +86,23 @@ def leader_differences(state: ValidatorState, competition: str, confidence: floa
     blobs = state.result_losses(round_id, competition)
     if leader not in blobs:
         return {"competition": competition, "leader": leader, "round_id": round_id, "differences": []}
-    base = DocLosses.from_bytes(blobs[leader]).per_token()
+    leader_losses = DocLosses.from_bytes(blobs[leader])
+    base, tokens = document_nll(leader_losses), leader_losses.n_tokens
     out = []
     for hotkey, blob in sorted(blobs.items()):
         if hotkey == leader:
             continue
-        other = DocLosses.from_bytes(blob).per_token()
+        other = document_nll(DocLosses.from_bytes(blob))
         if other.shape != base.shape:
             continue
-        interval = mean_interval(other - base, confidence)
-        out.append({"hotkey": hotkey, "diff": _num(interval.mean), "ci_low": _num(interval.low),
-                    "ci_high": _num(interval.high), "n": interval.n,
-                    "relative": _num(interval.mean / float(np.nanmean(base))) if interval.n else None})
+        stat = paired_log_ratio(base, other, tokens)
+        shared = np.where(np.isfinite(other), base, np.nan)
+        scale = competition_loss(shared, tokens).mean  # the leader's loss on the documents both scored
+        low, high = stat.relative_interval(confidence)
+        relative = math.expm1(stat.log_ratio) if math.isfinite(stat.log_ratio) else None
+        out.append({"hotkey": hotkey, "diff": _num(None if relative is None else scale * relative),
+                    "ci_low": _num(scale * low) if stat.n >= 2 else None,
+                    "ci_high": _num(scale * high) if stat.n >= 2 else None, "n": stat.n,
+                    "relative": _num(relative)})
     out.sort(key=lambda d: (d["diff"] is None, d["diff"] if d["diff"] is not None else 0.0))
     return {"competition": competition, "leader": leader, "round_id": round_id, "differences": out}

@@ -35,6 +35,7 @@ from subnet.validator.context import (
     Scorer,
 )
 from subnet.validator.documents import (
+    document_sources,
     inprocess_scorer,
     prepare_documents,
     seed_block,
@@ -110,7 +111,9 @@ def evaluate_competition(
             deps.metrics.failures.labels(reason=reason).inc()
         elif s.error:
             deps.metrics.failures.labels(reason=s.error).inc()
-    judgement = judge(competition, models, ready, fetch_failed, scores, len(docs), block, deps.config.confidence)
+    judgement = judge(competition, models, ready, fetch_failed, scores, len(docs), block, deps.config.confidence,
+                      groups=document_sources(docs, competition), evidence=deps.state.pair_evidence(competition.id),
+                      earned=deps.state.earned_advantages(competition.id), previous_weights=deps.state.ema(competition.id))
     ok = [s for s in scores.values() if s.losses is not None]
     outcome.scored = len(ok)
     outcome.tokens_per_s = float(np.mean([s.tokens_per_s for s in ok])) if ok else 0.0
@@ -138,7 +141,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
         registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
         fresh = _fresh_registrations(state, registered)
         schedule = plan(state, models, snapshot.block, deps, fresh)
-        outcomes, results, verdicts, new_ema, evaluated = {}, [], [], {}, []
+        outcomes, results, verdicts, new_ema, evaluated, evidence, earned = {}, [], [], {}, [], [], []
         for cid in sorted(deps.competitions):
             competition = deps.competitions[cid]
             keys = schedule.selected.get(cid, ())
@@ -151,11 +154,14 @@ def run_round(deps: RoundDeps) -> RoundSummary:
                 continue
             results += judgement.results
             verdicts += judgement.verdicts
+            evidence += judgement.evidence
+            earned += judgement.earned
             new_ema[cid] = smoothed_weights(judgement.win_rates, previous, set(registered), deps.config,
                                             excluded=set(judgement.copies), zeroed=set(outcome.failed))
             outcome.ema = new_ema[cid]
             evaluated += [models[k].id for k in keys if k in models]
-        state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered)
+        state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered,
+                               evidence=evidence, earned=earned)
     except BaseException as e:
         status = st.ROUND_DISCARDED if isinstance(e, (RoundAborted, KeyboardInterrupt)) else st.ROUND_FAILED
         state.finish_round(round_id, status, f"{type(e).__name__}: {e}"[:2000])

@@ -19,6 +19,7 @@ from subnet.competitions import DEFAULT_COMPETITIONS, Competition
 from subnet.hub.model_ref import ModelRef, ModelRefError
 from subnet.validator.state import (
     MODEL_VERIFIED,
+    EarnedRecord,
     ModelRecord,
     Registration,
     ValidatorState,
@@ -26,8 +27,10 @@ from subnet.validator.state import (
 
 DEREGISTERED = "deregistered"
 
-COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "mean_loss", "ci_low",
-           "ci_high", "win_rate", "weight", "status", "reason")
+COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "advantage_source",
+           "mean_loss", "ci_low", "ci_high", "win_rate", "weight", "status", "reason")
+EVIDENCE_COLUMNS = ("competition", "earlier", "later", "rounds", "diff", "acc_low", "acc_high", "eps", "later_wins",
+                "round_id")
 
 
 def current_models(state: ValidatorState) -> list[ModelRecord]:
@@ -60,6 +63,7 @@ def scores_table(
         rounds = state.rounds(limit=1)
         current_block = rounds[0].block if rounds else None
     latest = state.latest_results(competition)
+    earned = state.earned_advantages()
     ema = state.all_ema()
     registered = state.current_registrations()
     rows = []
@@ -80,7 +84,7 @@ def scores_table(
             "competition": m.competition,
             "block": m.block,
             "age_blocks": age,
-            "advantage": _advantage(age, table.get(m.competition or "")),
+            **_advantage(age, table.get(m.competition or ""), earned.get(m.id)),
             "mean_loss": _num(row_result.mean_loss) if row_result else None,
             "ci_low": _num(row_result.ci_low) if row_result else None,
             "ci_high": _num(row_result.ci_high) if row_result else None,
@@ -125,12 +129,47 @@ def _short(ref: str | bytes) -> str:
         return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ref[:40])  # no control characters
 
 
-def _advantage(age: int | None, competition: Competition | None) -> float | None:
-    if age is None or competition is None:
-        return None
-    from subnet.scoring.advantage import advantage
+def _advantage(age: int | None, competition: Competition | None, earned: EarnedRecord | None) -> dict:
+    """The advantage the model holds now as an earlier model, and where it comes from (issue 20)."""
+    if competition is None:
+        return {"advantage": None, "advantage_source": None}
+    from subnet.scoring.earned import EarnedAdvantage, model_advantage
 
-    return float(advantage(float(age), competition.advantage))
+    schedule = competition.advantage
+    held = None if earned is None else EarnedAdvantage(
+        earned.hotkey, earned.eps, earned.leader, earned.improvement_low, earned.improvement_high, earned.rounds,
+        earned.by_failures)
+    if earned is None:
+        source = "eps0, decaying with age" + (" (nothing earned yet)" if schedule.mode == "earned" else "")
+    else:
+        shown = ("won on the leader's failed documents" if earned.by_failures
+                 else f"beat {earned.leader} by at least {earned.improvement_low:.3%} over {earned.rounds} round(s)")
+        used = "" if schedule.mode == "earned" else "; not used: this competition's advantage mode is 'age'"
+        source = f"earned {earned.eps:.3%} in round {earned.round_id}: {shown}{used}"
+    value = None if age is None else float(model_advantage(float(age), schedule, held))
+    return {"advantage": value, "advantage_source": source}
+
+
+def evidence_table(state: ValidatorState, competition: str | None = None) -> list[dict]:
+    """Each pair of current models with its evidence accumulated across rounds (keys in `EVIDENCE_COLUMNS`).
+
+    `diff` is the pooled L_later / L_earlier - 1 and [acc_low, acc_high] its confidence sequence
+    (valid over all rounds at once); `eps` is the earlier model's advantage at the latest verdict.
+    """
+    current = {m.id for m in current_models(state)}
+    rows = []
+    for (earlier_id, later_id), e in state.pair_evidence(competition).items():
+        if earlier_id not in current or later_id not in current:
+            continue
+        estimate = e.weighted_sum / e.information if e.information > 0 else None
+        rows.append({
+            "competition": e.competition, "earlier": e.earlier, "later": e.later, "rounds": e.rounds,
+            "diff": None if estimate is None else math.expm1(estimate),
+            "acc_low": _num(e.acc_low), "acc_high": _num(e.acc_high), "eps": _num(e.eps),
+            "later_wins": e.later_wins, "round_id": e.round_id,
+        })
+    rows.sort(key=lambda r: (r["competition"], r["earlier"], r["later"]))
+    return rows
 
 
 def _num(x: float | None) -> float | None:

@@ -8,7 +8,7 @@ each competition's reward share. No I/O here: each function maps plain values to
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
@@ -17,7 +17,7 @@ from subnet.chain.base import Metagraph
 from subnet.competitions import Competition
 from subnet.eval.types import ScoreOutcome
 from subnet.validator.config import ValidatorConfig
-from subnet.validator.state import ModelRecord, ResultRow, VerdictRow
+from subnet.validator.state import EarnedRecord, EvidenceRecord, ModelRecord, ResultRow, VerdictRow
 
 if TYPE_CHECKING:
     from subnet.validator.context import ReadyModel
@@ -30,6 +30,8 @@ class Judgement:
     win_rates: dict[str, float]
     copies: dict[str, str]
     failed: dict[str, str]
+    evidence: list[EvidenceRecord] = field(default_factory=list)  # every compared pair's pooled evidence
+    earned: list[EarnedRecord] = field(default_factory=list)  # advantages first earned this round
 
 
 def judge(
@@ -41,40 +43,86 @@ def judge(
     n_docs: int,
     current_block: int,
     confidence: float,
+    *,
+    groups=None,
+    evidence: Mapping[tuple[int, int], EvidenceRecord] | None = None,
+    earned: Mapping[int, EarnedRecord] | None = None,
+    previous_weights: Mapping[str, float] | None = None,
 ) -> Judgement:
-    """Paired comparisons on the same documents; a model that could not be scored loses to everyone."""
-    from subnet.scoring.stats import mean_interval
+    """Paired comparisons on the same documents; a model that could not be scored loses to everyone.
+
+    `groups` gives each document's source index (multi-source competitions); `evidence` and
+    `earned` are what the state holds from earlier rounds (keyed by model id), and
+    `previous_weights` the stored EMA that says who leads.
+    """
+    from subnet.scoring.earned import EarnedAdvantage, advantages_now, leader_of, newly_earned
+    from subnet.scoring.loss import competition_loss, document_nll
+    from subnet.scoring.sequential import PairEvidence
     from subnet.scoring.wins import Candidate, compute_wins
 
     nan = np.full(n_docs, np.nan)
-    candidates, per_token = [], {}
+    candidates, nll, tokens = [], {}, None
     for key in sorted(set(ready) | set(fetch_failed)):
         outcome = outcomes.get(key)
-        losses = outcome.losses.per_token() if outcome is not None and outcome.losses is not None else nan
-        per_token[key] = losses
+        scored = outcome is not None and outcome.losses is not None
+        nll[key] = document_nll(outcome.losses) if scored else nan
+        if scored and tokens is None:
+            tokens = np.asarray(outcome.losses.n_tokens, dtype=np.float64)
         content_hash = ready[key].content_hash if key in ready else None
-        candidates.append(Candidate(key=key, block=models[key].block, losses=losses, content_hash=content_hash))
-    wins = compute_wins(candidates, current_block, competition.advantage, confidence=confidence)
+        candidates.append(Candidate(key=key, block=models[key].block, losses=nll[key], content_hash=content_hash))
+    weights = [s.weight for s in competition.weighted_sources]
+    ids = {key: models[key].id for key in nll}
+    prior = {
+        (ek, lk): PairEvidence(e.weighted_sum, e.information, e.rounds, e.rho)
+        for ek in nll for lk in nll
+        if (e := (evidence or {}).get((ids[ek], ids[lk]))) is not None
+    }
+    held = {key: (earned or {}).get(ids[key]) for key in nll}
+    held_adv = {k: EarnedAdvantage(k, r.eps, r.leader, r.improvement_low, r.improvement_high, r.rounds, r.by_failures)
+                for k, r in held.items() if r is not None}
+    schedule = competition.advantage
+    advantages = None
+    if schedule.mode == "earned":
+        advantages = advantages_now({k: models[k].block for k in nll}, held_adv, current_block, schedule)
+    wins = compute_wins(candidates, current_block, schedule, confidence=confidence, tokens=tokens, groups=groups,
+                        group_weights=weights, evidence=prior, advantages=advantages,
+                        design_rounds=competition.design_rounds)
     results = []
-    for key in sorted(per_token):
+    for key in sorted(nll):
         outcome = outcomes.get(key)
         error = fetch_failed.get(key) or (outcome.error if outcome else "not_scored") or wins.failed.get(key, "")
-        finite = per_token[key][np.isfinite(per_token[key])]
-        interval = mean_interval(per_token[key], confidence) if finite.size >= 2 else None
+        finite = int(np.isfinite(nll[key]).sum())
+        interval = competition_loss(nll[key], tokens, groups, weights, confidence) if finite else None
         results.append(ResultRow(
             competition=competition.id, hotkey=key, uid=models[key].uid, model_id=models[key].id,
-            mean_loss=interval.mean if interval else (float(finite[0]) if finite.size else None),
+            mean_loss=interval.mean if interval else None,
             ci_low=interval.low if interval else None, ci_high=interval.high if interval else None,
-            n_docs=int(finite.size), tokens_per_s=outcome.tokens_per_s if outcome else 0.0,
+            n_docs=finite, tokens_per_s=outcome.tokens_per_s if outcome else 0.0,
             seconds=outcome.seconds if outcome else 0.0, error=error,
             win_rate=wins.win_rates.get(key), wins=wins.wins.get(key), copy_of=wins.copies.get(key),
             losses=outcome.losses.to_bytes() if outcome is not None and outcome.losses is not None else None,
         ))
+    pairs = sorted(wins.comparisons.items())
     verdicts = [
         VerdictRow(competition.id, earlier, later, c.eps, c.diff_mean, c.ci_low, c.ci_high, bool(c.later_wins))
-        for (earlier, later), c in sorted(wins.comparisons.items())
+        for (earlier, later), c in pairs
     ]
-    return Judgement(results, verdicts, dict(wins.win_rates), dict(wins.copies), dict(wins.failed))
+    pair_evidence = [
+        EvidenceRecord(competition.id, ids[earlier], ids[later], earlier, later, c.evidence.weighted_sum,
+                       c.evidence.information, c.evidence.rounds, c.eps, c.acc_low, c.acc_high, bool(c.later_wins),
+                       rho=c.evidence.rho)
+        for (earlier, later), c in pairs
+    ]
+    valid = {c.key for c in candidates} - set(wins.copies) - set(wins.failed)
+    leader = leader_of(previous_weights or {}, valid)
+    fresh = newly_earned(wins.comparisons, leader, set(held_adv), schedule)
+    earned_rows = [
+        EarnedRecord(competition.id, ids[k], k, e.eps, e.leader, ids.get(e.leader), e.improvement_low,
+                     e.improvement_high, e.rounds, e.by_failures)
+        for k, e in sorted(fresh.items())
+    ]
+    return Judgement(results, verdicts, dict(wins.win_rates), dict(wins.copies), dict(wins.failed),
+                     pair_evidence, earned_rows)
 
 
 def smoothed_weights(

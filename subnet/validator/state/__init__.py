@@ -10,6 +10,7 @@ Schema changes are ordered migration functions; `PRAGMA user_version` records ho
 from __future__ import annotations
 
 from subnet.validator.state.base import StateBase
+from subnet.validator.state.evidence import EarnedRecord, EvidenceMixin, EvidenceRecord  # noqa: F401
 from subnet.validator.state.history import HistoryMixin
 from subnet.validator.state.models import ModelsMixin
 from subnet.validator.state.records import (  # noqa: F401
@@ -45,6 +46,7 @@ from subnet.validator.state.weights import WeightAttemptsMixin
 
 
 class ValidatorState(
-    ModelsMixin, RoundsMixin, HistoryMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, StateBase
+    ModelsMixin, RoundsMixin, HistoryMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, EvidenceMixin,
+    StateBase,
 ):
     """Typed access to the state database. Thread-safe: the status API reads from another thread."""

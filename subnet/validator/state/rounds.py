@@ -19,6 +19,7 @@ from subnet.validator.state.records import (
     _result,
     _round,
 )
+from subnet.validator.state.evidence import EarnedRecord, EvidenceRecord, write_evidence
 from subnet.validator.state.registrations import _record_registrations
 
 
@@ -62,8 +63,13 @@ class RoundsMixin:
         ema: Mapping[str, Mapping[str, float]],
         evaluated_model_ids: Iterable[int] = (),
         registered: Mapping[str, int] | None = None,
+        evidence: Iterable[EvidenceRecord] = (),
+        earned: Iterable[EarnedRecord] = (),
     ) -> None:
         """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once).
+
+        So do the pairs' pooled `evidence` and the advantages models `earned`: a round's evidence
+        is counted exactly once, even if the daemon dies right after.
 
         `registered` (hotkey -> uid of the round's metagraph) is recorded in the same transaction, so
         the registrations the next round compares against are exactly those this EMA was built on.
@@ -101,6 +107,7 @@ class RoundsMixin:
                     "INSERT INTO ema (competition, hotkey, weight, round_id) VALUES (?, ?, ?, ?)",
                     [(competition, hk, float(w), round_id) for hk, w in weights.items()],
                 )
+            write_evidence(db, round_id, evidence, earned)
             ids = list(evaluated_model_ids)
             db.executemany("UPDATE models SET last_round = ? WHERE id = ?", [(round_id, i) for i in ids])
             db.execute("UPDATE rounds SET status = ? WHERE id = ?", (ROUND_SCORED, round_id))

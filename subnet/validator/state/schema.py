@@ -5,6 +5,7 @@ Add a change as a new function at the end of MIGRATIONS; never edit one that has
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from typing import Callable
 
@@ -182,8 +183,69 @@ def _m6_round_data_identity(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE round_data ADD COLUMN {name} TEXT")
 
 
+def _m7_evidence_and_one_loss(db: sqlite3.Connection) -> None:
+    """Evidence across rounds (issue 22), earned advantages (issue 20), and the one loss definition.
+
+    `pair_evidence` pools each (earlier, later) pair's per-round statistics; `earned_advantage`
+    keeps what a model earned with the verdict that earned it. Results stored before this
+    migration hold the mean of per-document losses: they are recomputed from their stored
+    per-document sums as total NLL over total tokens, so every stored "loss" means the same.
+    Verdict rows written before it hold absolute differences of per-document means (later ones:
+    relative differences L_later / L_earlier - 1); they are history, nothing reads them to decide.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS pair_evidence (
+            competition TEXT NOT NULL,
+            earlier_id INTEGER NOT NULL,
+            later_id INTEGER NOT NULL,
+            earlier TEXT NOT NULL,
+            later TEXT NOT NULL,
+            weighted_sum REAL NOT NULL,
+            information REAL NOT NULL,
+            rounds INTEGER NOT NULL,
+            eps REAL,
+            acc_low REAL,
+            acc_high REAL,
+            later_wins INTEGER NOT NULL DEFAULT 0,
+            round_id INTEGER,
+            rho REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (competition, earlier_id, later_id)
+        );
+        CREATE TABLE IF NOT EXISTS earned_advantage (
+            competition TEXT NOT NULL,
+            model_id INTEGER NOT NULL,
+            hotkey TEXT NOT NULL,
+            eps REAL NOT NULL,
+            leader TEXT NOT NULL,
+            leader_id INTEGER,
+            improvement_low REAL NOT NULL,
+            improvement_high REAL NOT NULL,
+            rounds INTEGER NOT NULL,
+            by_failures INTEGER NOT NULL DEFAULT 0,
+            round_id INTEGER,
+            PRIMARY KEY (competition, model_id)
+        )
+        """,
+    )
+    from subnet.eval.types import DocLosses
+    from subnet.scoring.loss import competition_loss, document_nll
+
+    rows = db.execute("SELECT rowid, losses FROM results WHERE losses IS NOT NULL").fetchall()
+    for rowid, blob in rows:
+        try:
+            losses = DocLosses.from_bytes(bytes(blob))
+        except Exception:  # noqa: BLE001, S112 - an unreadable old blob keeps its old numbers
+            continue
+        iv = competition_loss(document_nll(losses), losses.n_tokens)
+        finite = [x if math.isfinite(x) else None for x in (iv.mean, iv.low, iv.high)]
+        db.execute("UPDATE results SET mean_loss = ?, ci_low = ?, ci_high = ? WHERE rowid = ?", (*finite, rowid))
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff, _m6_round_data_identity,
+    _m7_evidence_and_one_loss,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
