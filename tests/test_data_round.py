@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from types import SimpleNamespace
 
 import aiohttp
@@ -14,8 +13,7 @@ import pytest
 
 from subnet.competitions import LLAMA_FAMILY, SamplingBudget, get_competition
 from subnet.data.fineweb import FineWebSource
-from subnet.data.sampling import tokenize_documents
-from subnet.data.synthetic import SyntheticSource, synthetic_documents
+from subnet.data.synthetic import SyntheticSource
 from subnet.data.tokenizer import load_tokenizer
 from subnet.eval.types import STATUS_FAILED
 from subnet.validator.api import StatusServer, build_app

@@ -66,10 +66,10 @@ class ExperimentReport:
 
 
 def token_loss(losses: DocLosses) -> float:
-    """Total NLL over total predicted tokens of the documents that scored."""
-    ok = np.isfinite(losses.nll_sum) & (losses.n_tokens > 0)
-    tokens = losses.n_tokens[ok].sum()
-    return float(losses.nll_sum[ok].sum() / tokens) if tokens else math.nan
+    """The competition's one loss (subnet.scoring.loss): total NLL over total predicted tokens."""
+    from subnet.scoring.loss import competition_loss, document_nll
+
+    return float(competition_loss(document_nll(losses), losses.n_tokens).mean)
 
 
 def paired_ratio_difference(a: DocLosses, b: DocLosses, confidence: float = 0.95) -> tuple[float, float, float, float,

@@ -55,6 +55,8 @@ from subnet.miner.data import (
     reference_documents,
 )
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
+from subnet.miner.optimizers import fused_kwargs, lr_factor, make_optimizers, split_parameters  # noqa: F401
+from subnet.miner.processes import Distributed, setup_distributed
 from subnet.miner.progress import TrainProgress, wants_bar
 from subnet.miner.run_dir import (
     TrainingInterrupted,
@@ -63,6 +65,7 @@ from subnet.miner.run_dir import (
     truncate_metrics,
 )
 from subnet.miner.streaming import StreamingPackedStream, is_stream
+from subnet.miner.throughput import PEAK_BF16_FLOPS, Throughput, guess_peak_flops  # noqa: F401
 from subnet.signals import stop_requested_on_signals
 
 log = logging.getLogger(__name__)
@@ -287,78 +290,6 @@ def warn_if_rejected(model_dir: Path, competition: Competition, echo: Callable[[
         echo(f"WARNING: validators would reject {model_dir}: {e}")
 
 
-# ----------------------------------------------------------------------------- optimization
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """Linear warmup to 1, then cosine decay to min_ratio at the last step. A pure function of step,
-    so the schedule's whole state is the step number stored in the checkpoint."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    progress = min(max(progress, 0.0), 1.0)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def split_parameters(model: torch.nn.Module) -> dict[str, list[tuple[str, torch.nn.Parameter]]]:
-    """'matrices': 2-D weights inside the network (weight decay; Muon when chosen);
-    'head': 2-D weights of an untied output head (weight decay, never Muon);
-    'no_decay': embeddings, norms, biases (no weight decay)."""
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    head_ids = {id(head.weight)} if head is not None else set()
-    groups: dict[str, list[tuple[str, torch.nn.Parameter]]] = {"matrices": [], "head": [], "no_decay": []}
-    for name, p in model.named_parameters():  # tied parameters appear once
-        if not p.requires_grad:
-            continue
-        if p.dim() < 2 or id(p) in embeddings:
-            groups["no_decay"].append((name, p))
-        elif id(p) in head_ids:
-            groups["head"].append((name, p))
-        else:
-            groups["matrices"].append((name, p))
-    return groups
-
-
-def make_optimizers(model: torch.nn.Module, config: TrainConfig, device: torch.device,
-                    sharded: bool = False) -> list[torch.optim.Optimizer]:
-    """AdamW for everything, or Muon for the hidden matrices plus AdamW for the rest.
-
-    Sharded (FSDP2) parameters are DTensors, which the fused kernels do not take: foreach there.
-
-    Each param group carries `base_lr`; the loop scales it by the schedule every step.
-    """
-    groups = split_parameters(model)
-    params = lambda key: [p for _, p in groups[key]]  # noqa: E731
-    adam_groups = [
-        {"params": params("head"), "weight_decay": config.weight_decay, "base_lr": config.lr},
-        {"params": params("no_decay"), "weight_decay": 0.0, "base_lr": config.lr},
-    ]
-    optimizers: list[torch.optim.Optimizer] = []
-    if config.optimizer == "muon":
-        if not hasattr(torch.optim, "Muon"):
-            raise ValueError(f"--optimizer muon needs torch.optim.Muon (torch >= 2.9); this is torch {torch.__version__}")
-        muon = torch.optim.Muon(
-            [{"params": params("matrices"), "base_lr": config.muon_lr}], lr=config.muon_lr,
-            weight_decay=config.weight_decay, momentum=config.muon_momentum, adjust_lr_fn="match_rms_adamw",
-        )
-        optimizers.append(muon)
-    else:
-        adam_groups.insert(0, {"params": params("matrices"), "weight_decay": config.weight_decay, "base_lr": config.lr})
-    adam_groups = [g for g in adam_groups if g["params"]]
-    optimizers.insert(0, torch.optim.AdamW(adam_groups, lr=config.lr, betas=(config.beta1, config.beta2),
-                                           eps=config.adam_eps,
-                                           **({"foreach": True} if sharded else fused_kwargs(device))))
-    return optimizers
-
-
-def fused_kwargs(device: torch.device) -> dict:
-    """Fused AdamW runs on CUDA and (torch >= 2.4) CPU; fall back to foreach elsewhere."""
-    if device.type in ("cuda", "cpu"):
-        return {"fused": True}
-    return {"foreach": True}
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -410,79 +341,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# ----------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class Distributed:
-    rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_pref: str = "auto") -> Distributed:
-    """One process, or one of WORLD_SIZE started by torchrun (env:// rendezvous)."""
-    if device_pref == "auto":
-        device_pref = "cuda" if torch.cuda.is_available() else "cpu"
-    want_cuda = device_pref.startswith("cuda")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed(0, 1, torch.device(device_pref))
-    rank = int(os.environ["RANK"])
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if want_cuda:
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-    return Distributed(rank, world, device)
-
-
 # ----------------------------------------------------------------------------- progress
-
-
-# Dense bf16 peak FLOP/s by GPU name fragment, for model FLOP utilisation (MFU).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
-                   "L4": 121e12, "4090": 165e12, "3090": 71e12}
-
-
-def guess_peak_flops(device: torch.device) -> float:
-    if device.type != "cuda":
-        return 0.0
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), 0.0)
-
-
-class Throughput:
-    """Tokens per second since the end of the first step this run took (which includes warm-up/compile)."""
-
-    def __init__(self) -> None:
-        self.start: float | None = None
-        self.tokens = 0
-
-    def add(self, tokens: int, *, first: bool, device: torch.device) -> None:
-        if first:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            self.start = time.perf_counter()
-            return
-        self.tokens += tokens
-
-    def tokens_per_s(self) -> float:
-        if self.start is None or self.tokens == 0:
-            return 0.0
-        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
-
-    def mfu(self, n_params: int, peak_flops: float) -> float | None:
-        if not peak_flops:
-            return None
-        return 6 * n_params * self.tokens_per_s() / peak_flops
 
 
 def report_progress(progress: TrainProgress, out_dir: Path, step: int, steps: int, loss: float, lr: float,

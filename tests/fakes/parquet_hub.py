@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import io
-import json
 import re
 import threading
 from collections import Counter

@@ -1,0 +1,45 @@
+"""Training throughput: tokens per second and model FLOP utilisation (MFU) against the GPU's bf16 peak."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+# Dense bf16 peak FLOP/s by GPU name fragment, for model FLOP utilisation (MFU).
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
+                   "L4": 121e12, "4090": 165e12, "3090": 71e12}
+
+
+def guess_peak_flops(device: torch.device) -> float:
+    if device.type != "cuda":
+        return 0.0
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), 0.0)
+
+
+class Throughput:
+    """Tokens per second since the end of the first step this run took (which includes warm-up/compile)."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.tokens = 0
+
+    def add(self, tokens: int, *, first: bool, device: torch.device) -> None:
+        if first:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self.start = time.perf_counter()
+            return
+        self.tokens += tokens
+
+    def tokens_per_s(self) -> float:
+        if self.start is None or self.tokens == 0:
+            return 0.0
+        return self.tokens / max(time.perf_counter() - self.start, 1e-9)
+
+    def mfu(self, n_params: int, peak_flops: float) -> float | None:
+        if not peak_flops:
+            return None
+        return 6 * n_params * self.tokens_per_s() / peak_flops
