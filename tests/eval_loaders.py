@@ -95,3 +95,10 @@ def load_by_name(model_dir, competition, device="cpu", dtype=None):
     behaviours = {"hangs": load_hanging, "rejected": load_rejected, "greedy": load_greedy, "crashes": load_crashing}
     load = behaviours.get(os.path.basename(os.path.normpath(model_dir)), load_saved)
     return load(model_dir, competition, device=device, dtype=dtype)
+
+
+def load_hanging_with_pid(model_dir, competition, device="cpu", dtype=None):
+    """Hangs like load_hanging, after writing the worker's pid next to the model (tests look for it)."""
+    with open(os.path.join(model_dir, "worker.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(3600)

@@ -10,14 +10,22 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
 
   ''              scored
   'rejected:X'    the loader raised ModelRejected(reason=X)
-  'oom'           MemoryError / torch.OutOfMemoryError, or the process was SIGKILLed
-                  (what the kernel's out-of-memory killer does)
+  'memory_limit'  the worker ran into its memory cap: the address-space limit on CPU, the
+                  device's own memory on GPU (`detail` names the cap)
+  'oom'           MemoryError with no cap of ours, or the process was SIGKILLed (what the
+                  kernel's out-of-memory killer does)
   'timeout'       still running at the wall-clock limit; killed
   'crashed'       died by another signal (e.g. SIGSEGV) or exited nonzero without a result
   'unsupported'   the engine cannot compute this model's losses exactly
   'error'         any other exception; `detail` names it
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
+
+A worker never outlives the daemon that started it: it asks the kernel for SIGKILL when its parent
+dies (Linux `PR_SET_PDEATHSIG`), polls its parent's pid as a fallback, and enforces its own time
+limit, so a `kill -9` of the daemon or a hung model leaves nothing running. The documents file
+lives in a `subnet-eval-p<pid>-*` temporary directory; `remove_stale_temp_dirs` deletes those
+whose process is gone (the daemon calls it at start-up).
 """
 
 from __future__ import annotations
@@ -29,8 +37,11 @@ import logging
 import multiprocessing as mp
 import multiprocessing.connection
 import os
+import re
 import signal
+import shutil
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -46,6 +57,14 @@ from subnet.eval.types import DocLosses, ScoreOutcome
 log = logging.getLogger(__name__)
 
 DETAIL_LIMIT = 2_000
+TEMP_PREFIX = "subnet-eval-"
+# The worker's own time limit runs this much past the parent's, so the parent normally reports 'timeout'.
+SELF_LIMIT_GRACE_S = 5.0
+PARENT_POLL_S = 0.25
+# CPU workers' address-space cap (when none is given): the interpreter, torch and thread arenas,
+# plus room for the weights upcast to float32 (twice a bf16 file) and activations.
+CAP_BASE_BYTES = 4 * 1024**3
+CAP_PER_MODEL_BYTE = 3
 
 
 @dataclass(frozen=True)
@@ -77,9 +96,11 @@ def score_models(
 ) -> dict[str, ScoreOutcome]:
     """Every job's outcome, keyed by job.key. Never raises for a model's fault.
 
-    `max_memory_bytes` caps each worker's address space (RLIMIT_AS; CPU only, since CUDA needs
-    a large virtual address space) so a model that allocates too much fails with 'oom' instead
-    of pushing the machine into swap. `token_budget` is passed to compute_losses.
+    `max_memory_bytes` caps each CPU worker's address space (RLIMIT_AS) so a model that allocates
+    too much fails with 'memory_limit' instead of pushing the machine into swap; None picks
+    `default_memory_cap`, 0 sets none. GPU workers are capped by the device's own memory (CUDA
+    needs a large virtual address space, so no RLIMIT_AS there). `token_budget` is passed to
+    compute_losses.
     """
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
@@ -87,9 +108,11 @@ def score_models(
     _resolve(loader)  # fail here, with the loader's name, not once per worker
     competition = competition_id if isinstance(competition_id, Competition) else get_competition(competition_id)
     slots = list(devices or [device])
+    if max_memory_bytes is None:
+        max_memory_bytes = default_memory_cap(competition)
     outcomes: dict[str, ScoreOutcome] = {}
     ctx = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="subnet-eval-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}p{os.getpid()}-") as tmp:
         docs_path = save_documents(docs, Path(tmp) / "documents.npz")
         pending = deque(jobs)
         running: dict[int, _Running] = {}
@@ -102,8 +125,9 @@ def score_models(
                     request = dict(
                         key=job.key, model_dir=str(job.model_dir), competition=competition,
                         docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
-                        device=slot_device, loader=loader, max_memory_bytes=max_memory_bytes,
-                        token_budget=token_budget,
+                        device=slot_device, loader=loader, token_budget=token_budget,
+                        max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
+                        parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
                     )
                     running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
             _wait_for_any(running)
@@ -114,6 +138,52 @@ def score_models(
                     outcomes[run.job.key] = outcome
                     log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
     return {k: outcomes[k] for k in keys}
+
+
+def default_memory_cap(competition: Competition) -> int:
+    """A CPU worker's address-space cap: enough for any legal model of the competition, never above RAM."""
+    wanted = CAP_BASE_BYTES + CAP_PER_MODEL_BYTE * int(competition.max_bytes)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return wanted
+    return min(wanted, int(ram))
+
+
+def remove_stale_temp_dirs(root: str | Path | None = None) -> list[Path]:
+    """Delete `subnet-eval-*` directories left by killed runs: those whose owner process is gone.
+
+    Directories of a live process (another validator on this machine) are left alone; the
+    unnamed ones of older versions have no owner to ask and are removed.
+    """
+    removed = []
+    base = Path(root or tempfile.gettempdir())
+    try:
+        candidates = list(base.glob(f"{TEMP_PREFIX}*"))
+    except OSError:
+        return removed
+    for path in candidates:
+        owner = re.match(rf"{re.escape(TEMP_PREFIX)}p(\d+)-", path.name)
+        if owner and (int(owner.group(1)) == os.getpid() or _alive(int(owner.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _is_cpu(device: str) -> bool:
+    return str(device).split(":")[0] == "cpu"
 
 
 def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
@@ -172,6 +242,10 @@ def _read_result(path: Path, seconds: float) -> ScoreOutcome | None:
 
 
 def _worker_main(request: dict) -> None:
+    if request.get("parent_pid"):
+        _die_with_parent(int(request["parent_pid"]))
+    if request.get("time_limit_s"):
+        _enforce_time_limit(float(request["time_limit_s"]))
     if request.get("max_memory_bytes"):
         import resource
 
@@ -181,6 +255,38 @@ def _worker_main(request: dict) -> None:
     tmp = Path(request["result_path"] + ".part")
     tmp.write_text(json.dumps(result))
     os.replace(tmp, request["result_path"])
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this worker when the daemon dies: by the kernel where it can, by polling otherwise."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the poll below still applies
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the request above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _enforce_time_limit(limit_s: float) -> None:
+    """The worker's own deadline: a hung model ends even when the parent cannot enforce its limit."""
+    def expire() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    timer = threading.Timer(limit_s, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _score_in_worker(request: dict) -> dict:
@@ -193,12 +299,25 @@ def _score_in_worker(request: dict) -> dict:
             detail += "\n" + "".join(traceback.format_exception(exc)[-3:])
         return {"error": code, "detail": detail[:DETAIL_LIMIT], "losses": None}
 
+    cap = request.get("max_memory_bytes")
+
+    def out_of_memory(exc: BaseException) -> dict:
+        if cap:
+            return {"error": "memory_limit", "losses": None,
+                    "detail": f"over the {cap / 1024**3:.1f} GiB memory cap of a CPU worker: "
+                              f"{type(exc).__name__}: {exc}"[:DETAIL_LIMIT]}
+        if "cuda" in str(request.get("device", "")):
+            return {"error": "memory_limit", "losses": None,
+                    "detail": f"over the device's memory ({request['device']}): {type(exc).__name__}: {exc}"
+                              [:DETAIL_LIMIT]}
+        return failed("oom", exc)
+
     try:
         import torch
 
         from subnet.eval.engine import UnsupportedModel, compute_losses
     except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
-        return failed("oom" if isinstance(exc, MemoryError) else "error", exc)
+        return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
     try:
         device = torch.device(request["device"])
         if device.type == "cuda":
@@ -220,7 +339,7 @@ def _score_in_worker(request: dict) -> dict:
     except ModelRejected as exc:
         return {"error": f"rejected:{exc.reason}", "detail": exc.detail[:DETAIL_LIMIT], "losses": None}
     except (MemoryError, torch.OutOfMemoryError) as exc:
-        return failed("oom", exc)
+        return out_of_memory(exc)
     except UnsupportedModel as exc:
         return failed("unsupported", exc)
     except Exception as exc:  # noqa: BLE001 - a miner's model may fail in any way; it costs that model only

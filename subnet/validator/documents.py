@@ -70,8 +70,12 @@ def document_sources(docs: TokenizedDocuments, competition: Competition):
     return [source_index(doc_id) for doc_id in docs.doc_ids]
 
 
-def worker_scorer(device: str, timeout_s: float) -> Scorer:
-    """One spawned process per model: a crash, hang or OOM costs only that model."""
+def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = None) -> Scorer:
+    """One spawned process per model: a crash, hang or OOM costs only that model.
+
+    CPU workers are capped at `max_memory_bytes` of address space (None: sized to the competition,
+    see `subnet.eval.worker.default_memory_cap`); GPU workers by the device's own memory.
+    """
 
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
         from subnet.eval.worker import ScoreJob, score_models
@@ -82,7 +86,7 @@ def worker_scorer(device: str, timeout_s: float) -> Scorer:
         with WorkProgress(f"scoring {competition.id}", len(jobs), "models") as progress:
             for j in jobs:
                 out.update(score_models([ScoreJob(j.key, j.model_dir)], competition, docs, device=device,
-                                        timeout_s=timeout_s))
+                                        timeout_s=timeout_s, max_memory_bytes=max_memory_bytes))
                 progress.advance()
         return out
 
