@@ -9,7 +9,7 @@ Schema changes are ordered migration functions; `PRAGMA user_version` records ho
 
 from __future__ import annotations
 
-from subnet.validator.state.base import StateBase
+from subnet.validator.state.base import StateBase, is_lock_error  # noqa: F401
 from subnet.validator.state.evidence import EarnedRecord, EvidenceMixin, EvidenceRecord  # noqa: F401
 from subnet.validator.state.history import HistoryMixin
 from subnet.validator.state.models import ModelsMixin
@@ -27,6 +27,7 @@ from subnet.validator.state.records import (  # noqa: F401
     ROUND_DISCARDED,
     ROUND_DONE,
     ROUND_FAILED,
+    ROUND_INTERRUPTED,
     ROUND_SCORED,
     ROUND_STARTED,
     ROUND_WEIGHTS_SET,
@@ -35,11 +36,14 @@ from subnet.validator.state.records import (  # noqa: F401
     Registration,
     ResultRow,
     RoundRecord,
+    ScoredModel,
+    StateBusy,
     StateError,
     VerdictRow,
 )
 from subnet.validator.state.recovery import Recovery, RecoveryMixin  # noqa: F401
 from subnet.validator.state.registrations import RegistrationsMixin
+from subnet.validator.state.retention import Pruned, RetentionMixin  # noqa: F401
 from subnet.validator.state.rounds import RoundsMixin
 from subnet.validator.state.schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401
 from subnet.validator.state.weights import WeightAttemptsMixin
@@ -47,6 +51,7 @@ from subnet.validator.state.weights import WeightAttemptsMixin
 
 class ValidatorState(
     ModelsMixin, RoundsMixin, HistoryMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, EvidenceMixin,
+    RetentionMixin,
     StateBase,
 ):
     """Typed access to the state database. Thread-safe: the status API reads from another thread."""

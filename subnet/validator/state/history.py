@@ -23,8 +23,7 @@ class HistoryMixin:
         if competition is not None:
             sql += " AND competition = ?"
             params.append(competition)
-        with self._lock:
-            return self._db.execute(sql + " ORDER BY round_id", params).fetchall()
+        return self._query_tuples(sql + " ORDER BY round_id", params)
 
     def newest_result_round(self) -> int | None:
         rows = self._query("SELECT MAX(round_id) AS rid FROM results")

@@ -19,6 +19,7 @@ ROUND_SCORED = "scored"  # results and EMA committed; weights not yet set
 ROUND_WEIGHTS_SET = "weights_set"
 ROUND_DONE = "done"  # scored, weights not set in this round (cadence, dry run or refused)
 ROUND_DISCARDED = "discarded"
+ROUND_INTERRUPTED = "interrupted"  # stopped mid-way with its seed and scores kept; the next round resumes it
 ROUND_FAILED = "failed"
 
 # Weight-setting attempt statuses
@@ -31,6 +32,10 @@ ATTEMPT_UNKNOWN = "unknown"  # the daemon died between intent and outcome; never
 
 class StateError(RuntimeError):
     """The state database is unusable (e.g. written by a newer version)."""
+
+
+class StateBusy(StateError):
+    """Another process held the write lock for longer than the bounded wait; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,22 @@ class RoundRecord:
     error: str | None
     started_at: float
     finished_at: float | None
+    n_due: int | None = None  # models scheduled for evaluation (None: recorded before migration 4)
+    n_evaluated: int | None = None  # of those, how many got a verdict (scored, or failed for good)
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """One model's scoring in a round, kept as soon as it is known so a stopped round can resume."""
+
+    competition: str
+    hotkey: str
+    model_id: int | None
+    error: str = ""
+    detail: str = ""
+    seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    losses: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -159,8 +180,10 @@ def _model(r: sqlite3.Row) -> ModelRecord:
 
 
 def _round(r: sqlite3.Row) -> RoundRecord:
+    keys = r.keys()
     return RoundRecord(int(r["id"]), int(r["block"]), r["seed"], r["status"], r["error"], float(r["started_at"]),
-                       r["finished_at"])
+                       r["finished_at"], r["n_due"] if "n_due" in keys else None,
+                       r["n_evaluated"] if "n_evaluated" in keys else None)
 
 
 def _result(r: sqlite3.Row) -> ResultRow:
@@ -168,5 +191,6 @@ def _result(r: sqlite3.Row) -> ResultRow:
         competition=r["competition"], hotkey=r["hotkey"], uid=r["uid"], model_id=r["model_id"],
         mean_loss=r["mean_loss"], ci_low=r["ci_low"], ci_high=r["ci_high"], n_docs=r["n_docs"] or 0,
         tokens_per_s=r["tokens_per_s"] or 0.0, seconds=r["seconds"] or 0.0, error=r["error"] or "",
-        win_rate=r["win_rate"], wins=r["wins"], copy_of=r["copy_of"], losses=r["losses"],
+        win_rate=r["win_rate"], wins=r["wins"], copy_of=r["copy_of"],
+        losses=r["losses"] if "losses" in r.keys() else None,
     )

@@ -7,12 +7,15 @@ import time
 from typing import Iterable, Mapping, Sequence
 
 from subnet.validator.state.records import (
+    ROUND_DISCARDED,
     ROUND_DONE,
+    ROUND_INTERRUPTED,
     ROUND_SCORED,
     ROUND_STARTED,
     ROUND_WEIGHTS_SET,
     ResultRow,
     RoundRecord,
+    ScoredModel,
     StateError,
     VerdictRow,
     _finite_or_none,
@@ -20,6 +23,10 @@ from subnet.validator.state.records import (
     _round,
 )
 from subnet.validator.state.evidence import EarnedRecord, EvidenceRecord, write_evidence
+
+# The results columns `/scores` reads: everything but the per-document losses (the bulk of the table).
+_SUMMARY_COLUMNS = ("round_id, competition, hotkey, uid, model_id, mean_loss, ci_low, ci_high, n_docs, tokens_per_s,"
+                    " seconds, error, win_rate, wins, copy_of")
 from subnet.validator.state.registrations import _record_registrations
 
 
@@ -32,6 +39,67 @@ class RoundsMixin:
                 (block, seed, ROUND_STARTED, time.time()),
             )
             return int(cur.lastrowid)
+
+    # ---- resumable rounds ---------------------------------------------------------------------
+    def record_plan(self, round_id: int, plan: Mapping[str, Sequence[tuple[str, int | None]]]) -> None:
+        """The models a round will evaluate, per competition: a resumed round evaluates the same ones."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO round_progress (round_id, competition, hotkey, model_id) VALUES (?, ?, ?, ?)",
+                [(round_id, cid, hotkey, model_id) for cid, keys in plan.items() for hotkey, model_id in keys],
+            )
+
+    def planned_models(self, round_id: int) -> dict[str, list[tuple[str, int | None]]]:
+        out: dict[str, list[tuple[str, int | None]]] = {}
+        for r in self._query("SELECT competition, hotkey, model_id FROM round_progress WHERE round_id = ?"
+                             " ORDER BY competition, hotkey", (round_id,)):
+            out.setdefault(r["competition"], []).append((r["hotkey"], r["model_id"]))
+        return out
+
+    def record_scored(self, round_id: int, scored: ScoredModel) -> None:
+        """One model's losses (or why it has none), kept the moment they are known."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO round_progress (round_id, competition, hotkey, model_id, scored_at, error, detail,"
+                " seconds, tokens_per_s, losses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(round_id, competition, hotkey) DO UPDATE SET model_id = excluded.model_id,"
+                " scored_at = excluded.scored_at, error = excluded.error, detail = excluded.detail,"
+                " seconds = excluded.seconds, tokens_per_s = excluded.tokens_per_s, losses = excluded.losses",
+                (round_id, scored.competition, scored.hotkey, scored.model_id, time.time(), scored.error,
+                 scored.detail[:2000], scored.seconds, scored.tokens_per_s, scored.losses),
+            )
+
+    def scored_models(self, round_id: int, competition: str) -> dict[str, ScoredModel]:
+        rows = self._query(
+            "SELECT * FROM round_progress WHERE round_id = ? AND competition = ? AND scored_at IS NOT NULL",
+            (round_id, competition))
+        return {
+            r["hotkey"]: ScoredModel(r["competition"], r["hotkey"], r["model_id"], r["error"] or "", r["detail"] or "",
+                                     r["seconds"] or 0.0, r["tokens_per_s"] or 0.0, r["losses"])
+            for r in rows
+        }
+
+    def unfinished_round(self) -> RoundRecord | None:
+        """The newest round, when it stopped part-way (interrupted, or left `started` by a failed write)."""
+        rows = self._query("SELECT * FROM rounds ORDER BY id DESC LIMIT 1")
+        if rows and rows[0]["status"] in (ROUND_STARTED, ROUND_INTERRUPTED):
+            return _round(rows[0])
+        return None
+
+    def resume_round(self, round_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE rounds SET status = ?, error = NULL, finished_at = NULL WHERE id = ?",
+                       (ROUND_STARTED, round_id))
+
+    def discard_unfinished(self, reason: str) -> list[int]:
+        """Rounds that stopped part-way and will not be resumed: their partial scores go."""
+        with self.transaction() as db:
+            ids = [int(r[0]) for r in db.execute("SELECT id FROM rounds WHERE status IN (?, ?)",
+                                                 (ROUND_STARTED, ROUND_INTERRUPTED))]
+            db.executemany("UPDATE rounds SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                           [(ROUND_DISCARDED, reason, time.time(), i) for i in ids])
+            db.executemany("DELETE FROM round_progress WHERE round_id = ?", [(i,) for i in ids])
+        return ids
 
     def record_round_data(
         self,
@@ -65,6 +133,9 @@ class RoundsMixin:
         registered: Mapping[str, int] | None = None,
         evidence: Iterable[EvidenceRecord] = (),
         earned: Iterable[EarnedRecord] = (),
+        *,
+        n_due: int | None = None,
+        n_evaluated: int | None = None,
     ) -> None:
         """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once).
 
@@ -110,7 +181,9 @@ class RoundsMixin:
             write_evidence(db, round_id, evidence, earned)
             ids = list(evaluated_model_ids)
             db.executemany("UPDATE models SET last_round = ? WHERE id = ?", [(round_id, i) for i in ids])
-            db.execute("UPDATE rounds SET status = ? WHERE id = ?", (ROUND_SCORED, round_id))
+            db.execute("UPDATE rounds SET status = ?, n_due = ?, n_evaluated = ? WHERE id = ?",
+                       (ROUND_SCORED, n_due, n_evaluated, round_id))
+            db.execute("DELETE FROM round_progress WHERE round_id = ?", (round_id,))  # now in results
 
     def finish_round(self, round_id: int, status: str, error: str | None = None) -> None:
         with self.transaction() as db:
@@ -153,9 +226,12 @@ class RoundsMixin:
         return [_result(r) for r in rows]
 
     def latest_results(self, competition: str | None = None) -> dict[tuple[str, str], tuple[int, ResultRow]]:
-        """The newest result of every (competition, hotkey): {(competition, hotkey): (round_id, row)}."""
+        """The newest result of every (competition, hotkey): {(competition, hotkey): (round_id, row)}.
+
+        Without the per-document losses (`results(round_id)` has them): this serves `/scores`."""
+        columns = ", ".join(f"r.{c.strip()}" for c in _SUMMARY_COLUMNS.split(","))
         sql = (
-            "SELECT r.* FROM results r JOIN (SELECT competition, hotkey, MAX(round_id) AS rid FROM results"
+            f"SELECT {columns} FROM results r JOIN (SELECT competition, hotkey, MAX(round_id) AS rid FROM results"
             " GROUP BY competition, hotkey) m ON r.competition = m.competition AND r.hotkey = m.hotkey"
             " AND r.round_id = m.rid"
         )

@@ -242,10 +242,43 @@ def _m7_evidence_and_one_loss(db: sqlite3.Connection) -> None:
         finite = [x if math.isfinite(x) else None for x in (iv.mean, iv.low, iv.high)]
         db.execute("UPDATE results SET mean_loss = ?, ci_low = ?, ci_high = ? WHERE rowid = ?", (*finite, rowid))
 
+def _m8_resumable_rounds(db: sqlite3.Connection) -> None:
+    """Resumable rounds, health and a bounded database.
+
+    `round_progress` holds a round's plan (one row per scheduled model) and each model's losses
+    as soon as it is scored, so a stopped round resumes with the models still missing; the rows
+    go when the round's results land. `rounds.n_due` / `n_evaluated` let health tell a round that
+    evaluated nothing that was due. The results index serves `/scores` (newest row per model).
+    """
+    columns = {r[1] for r in db.execute("PRAGMA table_info(rounds)")}
+    for column in ("n_due", "n_evaluated"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE rounds ADD COLUMN {column} INTEGER")
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS round_progress (
+            round_id INTEGER NOT NULL REFERENCES rounds(id),
+            competition TEXT NOT NULL,
+            hotkey TEXT NOT NULL,
+            model_id INTEGER,
+            scored_at REAL,
+            error TEXT,
+            detail TEXT,
+            seconds REAL,
+            tokens_per_s REAL,
+            losses BLOB,
+            PRIMARY KEY (round_id, competition, hotkey)
+        );
+        CREATE INDEX IF NOT EXISTS results_latest ON results (competition, hotkey, round_id)
+        """
+    )
+
 
 # Append only. Never edit a migration that has shipped: add a new one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff, _m6_round_data_identity,
     _m7_evidence_and_one_loss,
+    _m8_resumable_rounds,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
