@@ -1,7 +1,10 @@
 """The status API: a small aiohttp server in a background thread, read-only over the state.
 
 Bound to 127.0.0.1 by default: operators put it behind their own proxy if they want it public.
-It never blocks the daemon: every handler reads SQLite (WAL lets readers run beside the writer).
+It never waits on a write lock, the daemon's or another process's: it reads through its own
+read-only connections (`ValidatorState.reader()`; WAL lets readers run beside a writer) and never
+takes the daemon's connection. `/healthz` reads a few rows of the rounds table on the event loop;
+the heavier pages read in worker threads.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from aiohttp import web
 
 from subnet import __version__, git_commit
 from subnet.competitions import Competition
+from subnet.validator.health import Health, HealthPolicy, assess
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.scores import evidence_table, scores_table, weights_summary
@@ -29,20 +33,19 @@ def build_app(
     competitions: Mapping[str, Competition] | None = None,
     current_block: Callable[[], int | None] = lambda: None,
     healthz_max_age_s: float = 3600.0,
+    healthz_idle_rounds: int = 2,
     started_at: float | None = None,
 ) -> web.Application:
     started = time.time() if started_at is None else started_at
+    state = state if state.read_only else state.reader()
+    policy = HealthPolicy(healthz_max_age_s, healthz_idle_rounds)
+    commit = git_commit()  # once, here: /healthz itself never waits on a subprocess
 
     async def healthz(request: web.Request) -> web.Response:
-        last = state.last_completed_round()
-        now = time.time()
-        age = None if last is None else now - (last.finished_at or last.started_at)
-        reference = age if age is not None else now - started
-        healthy = reference <= healthz_max_age_s
-        body = {"ok": healthy, "version": __version__, "commit": git_commit(),
-                "last_round_id": last.id if last else None,
-                "last_round_age_s": None if age is None else round(age, 1), "max_age_s": healthz_max_age_s}
-        return web.json_response(body, status=200 if healthy else 503)
+        health = check_health(state, metrics, policy, started)
+        body = {"ok": health.ok, "reasons": health.reasons, "version": __version__, "commit": commit,
+                **health.details}
+        return web.json_response(body, status=200 if health.ok else 503)
 
     async def scores(request: web.Request) -> web.Response:
         competition = request.query.get("competition")
@@ -64,19 +67,7 @@ def build_app(
             limit = min(500, max(1, int(request.query.get("limit", "20"))))
         except ValueError:
             return web.json_response({"error": "limit must be an integer"}, status=400)
-        records = await asyncio.to_thread(state.rounds, limit)
-        out = []
-        for r in records:
-            attempts = state.weight_attempts(r.id)
-            out.append({
-                "id": r.id, "block": r.block, "seed": r.seed, "status": r.status, "error": r.error,
-                "started_at": r.started_at, "finished_at": r.finished_at,
-                "data": state.round_data(r.id),
-                "weights": [{"status": a.status, "block": a.block, "message": a.message, "code": a.code,
-                             "reveal_round": a.reveal_round} for a in attempts],
-                "failures": state.round_failures(r.id),
-            })
-        return web.json_response({"rounds": out})
+        return web.json_response({"rounds": await asyncio.to_thread(_rounds_page, state, limit)})
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8",
@@ -106,9 +97,13 @@ def build_app(
     async def metrics_handler(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
+    async def close_reader(app: web.Application) -> None:
+        state.close()
+
     page = page_html()
     history_cache: dict[tuple, str] = {}
     app = web.Application()
+    app.on_cleanup.append(close_reader)
     app.router.add_get("/", index)
     app.router.add_get("/history", history)
     app.router.add_get("/evidence", evidence)
@@ -118,6 +113,31 @@ def build_app(
     app.router.add_get("/pairs", pairs)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def check_health(state: ValidatorState, metrics: ValidatorMetrics, policy: HealthPolicy, started_at: float) -> Health:
+    """Assess health and mirror every reason into `/metrics` (a state that cannot be read is a reason too)."""
+    try:
+        health = assess(state.rounds(limit=50), policy, time.time(), started_at)
+    except Exception as e:  # noqa: BLE001 - the answer must come, whatever the database does
+        health = Health(False, ["state_unreadable"], {"error": f"{type(e).__name__}: {e}"[:500]})
+    metrics.observe_health(health.reasons)
+    return health
+
+
+def _rounds_page(state: ValidatorState, limit: int) -> list[dict]:
+    out = []
+    for r in state.rounds(limit):
+        attempts = state.weight_attempts(r.id)
+        out.append({
+            "id": r.id, "block": r.block, "seed": r.seed, "status": r.status, "error": r.error,
+            "started_at": r.started_at, "finished_at": r.finished_at, "n_due": r.n_due,
+            "n_evaluated": r.n_evaluated, "data": state.round_data(r.id),
+            "weights": [{"status": a.status, "block": a.block, "message": a.message, "code": a.code,
+                         "reveal_round": a.reveal_round} for a in attempts],
+            "failures": state.round_failures(r.id),
+        })
+    return out
 
 
 def _safe_block(current_block: Callable[[], int | None]) -> int | None:

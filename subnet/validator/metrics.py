@@ -42,6 +42,25 @@ class ValidatorMetrics:
         self.last_weights_set = Gauge("validator_last_weights_set_timestamp_seconds",
                                       "Unix time of the last successful set_weights (0: none since start)",
                                       registry=r)
+        self.health_failing = Gauge("validator_health_failing", "1 while /healthz fails for this reason",
+                                    ["reason"], registry=r)
+        self.health_failures = Counter("validator_health_failures", "Health checks failed, by reason", ["reason"],
+                                       registry=r)
+        self.state_lock_waits = Counter("validator_state_lock_waits", "Waits for another process's write lock on"
+                                        " the state database", registry=r)
+        self.rounds_resumed = Counter("validator_rounds_resumed", "Rounds finished after a stop or restart",
+                                      registry=r)
+        for reason in ("no_recent_round", "nothing_evaluated", "stale_ema"):
+            self.health_failing.labels(reason=reason).set(0)
+
+    def observe_health(self, reasons: list[str]) -> None:
+        """Each failing reason is counted and flagged; reasons no longer failing go back to 0."""
+        for sample in list(self.health_failing.collect()[0].samples):
+            if sample.labels["reason"] not in reasons:
+                self.health_failing.labels(reason=sample.labels["reason"]).set(0)
+        for reason in reasons:
+            self.health_failing.labels(reason=reason).set(1)
+            self.health_failures.labels(reason=reason).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
