@@ -27,5 +27,8 @@ EXPOSE 8091
 HEALTHCHECK --interval=60s --timeout=10s --start-period=300s --retries=3 \
     CMD ["curl", "-fsS", "http://127.0.0.1:8091/healthz"]
 
+# SIGTERM ends the round after the model in progress: up to the per-model timeout + 30 s (630 s by
+# default). Give it that long: `docker run --stop-timeout 660` or Compose `stop_grace_period: 11m`.
+STOPSIGNAL SIGTERM
 ENTRYPOINT ["python", "neurons/validator.py"]
 CMD ["--netuid", "9", "--network", "finney", "--state-dir", "/data/state", "--api-host", "0.0.0.0"]

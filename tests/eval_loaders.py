@@ -99,6 +99,8 @@ def load_by_name(model_dir, competition, device="cpu", dtype=None):
 
 def load_hanging_with_pid(model_dir, competition, device="cpu", dtype=None):
     """Hangs like load_hanging, after writing the worker's pid next to the model (tests look for it)."""
-    with open(os.path.join(model_dir, "worker.pid"), "w") as f:
+    part = os.path.join(model_dir, "worker.pid.part")
+    with open(part, "w") as f:
         f.write(str(os.getpid()))
+    os.replace(part, os.path.join(model_dir, "worker.pid"))  # readers never see a half-written file
     time.sleep(3600)

@@ -277,6 +277,7 @@ def test_kill_during_scoring_then_restart_keeps_state_and_never_resends(tmp_path
     verified_before = {m.hotkey: m.model_dir for m in before.models(st.MODEL_VERIFIED)}
     sent_before = [a.round_id for a in before.weight_attempts() if a.status in (st.ATTEMPT_SUCCESS, st.ATTEMPT_INTENT)]
     killed_round = [r.id for r in before.rounds() if r.status == st.ROUND_STARTED]
+    killed_seed = before.round(killed_round[0]).seed if killed_round else None
     before.close()
     assert ema_before and len(verified_before) == 4 and killed_round
 
@@ -296,8 +297,10 @@ def test_kill_during_scoring_then_restart_keeps_state_and_never_resends(tmp_path
 
     after = ValidatorState(db)
     statuses = {r.id: r.status for r in after.rounds()}
-    assert statuses[killed_round[0]] == st.ROUND_DISCARDED
-    assert after.results(killed_round[0]) == []  # no half-written round
+    # The killed round was resumed, not discarded: same round, same seed, every planned model judged.
+    assert statuses[killed_round[0]] in (st.ROUND_WEIGHTS_SET, st.ROUND_DONE)
+    assert after.round(killed_round[0]).seed == killed_seed
+    assert {r.hotkey for r in after.results(killed_round[0])} == set(verified_before)
     # The models verified before the kill were reused, not downloaded again.
     for hk, d in verified_before.items():
         assert Path(d).stat().st_mtime == mtimes[hk]

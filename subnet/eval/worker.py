@@ -242,6 +242,10 @@ def _read_result(path: Path, seconds: float) -> ScoreOutcome | None:
 
 
 def _worker_main(request: dict) -> None:
+    # A stop is the daemon's to handle (Ctrl-C reaches the whole process group, systemd may signal the
+    # whole cgroup): the model in progress finishes, and the worker ends with its parent or its deadline.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if request.get("parent_pid"):
         _die_with_parent(int(request["parent_pid"]))
     if request.get("time_limit_s"):

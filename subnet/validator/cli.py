@@ -92,6 +92,14 @@ def run(
                                      help="worker (a process per model) | inprocess"),
     min_free_disk_gb: float = typer.Option(5.0, "--min-free-disk-gb", envvar="SUBNET_MIN_FREE_DISK_GB",
                                            help="Skip downloads below this much free disk."),
+    keep_loss_rounds: int = typer.Option(48, "--keep-loss-rounds", envvar="SUBNET_KEEP_LOSS_ROUNDS",
+                                         help="Per-document losses kept for the newest N rounds (0: all)."),
+    keep_summary_rounds: int = typer.Option(4032, "--keep-summary-rounds", envvar="SUBNET_KEEP_SUMMARY_ROUNDS",
+                                            help="Results, verdicts and rounds kept for the newest N (0: all)."),
+    state_lock_wait_s: float = typer.Option(120.0, "--state-lock-wait-s", envvar="SUBNET_STATE_LOCK_WAIT_S",
+                                            help="Longest wait for another process's lock on the state."),
+    worker_memory_gb: float = typer.Option(0.0, "--worker-memory-gb", envvar="SUBNET_WORKER_MEMORY_GB",
+                                           help="CPU scoring workers' memory cap (0: sized to the competition)."),
     wandb_project: Optional[str] = typer.Option(None, "--wandb-project", "--wandb.project", envvar="WANDB_PROJECT",
                                                 help="Log rounds to this Weights & Biases project."),
     wandb_off: bool = typer.Option(False, "--wandb.off", "--wandb-off", envvar="SUBNET_WANDB_OFF",
@@ -122,6 +130,8 @@ def run(
         weights_interval_blocks=weights_interval_blocks, seed_window_blocks=seed_window_blocks,
         eligibility_margin_blocks=eligibility_margin_blocks, scoring_mode=scoring_mode,
         min_free_disk_bytes=int(min_free_disk_gb * 1024**3), wandb_project=None if wandb_off else wandb_project,
+        keep_loss_rounds=keep_loss_rounds, keep_summary_rounds=keep_summary_rounds,
+        state_lock_wait_s=state_lock_wait_s, worker_memory_gb=worker_memory_gb,
     )
     try:
         config.validate()

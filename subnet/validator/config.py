@@ -12,6 +12,10 @@ from pathlib import Path
 from subnet.chain.factory import DEVNET_PREFIX, network_problem
 
 
+# After the model in progress ends: the round's partial results written, the API and workers ended.
+STOP_SLACK_S = 30.0
+
+
 @dataclass
 class ValidatorConfig:
     # Chain and identity
@@ -50,7 +54,25 @@ class ValidatorConfig:
     scoring_mode: str = "worker"  # worker: one process per model (isolation) | inprocess: devnet and tests
     max_chain_backoff_s: float = 300.0
     healthz_max_age_s: float = 0.0  # /healthz answers 503 when the last round is older; 0: 3 x round interval
+    healthz_idle_rounds: int = 2  # /healthz fails after this many rounds in a row that evaluated nothing due
+    # Resumable rounds, the state's lock waits and retention
+    resume_max_age_blocks: int = 7200  # an interrupted round older than this (1 day) is discarded, not resumed
+    state_lock_wait_s: float = 120.0  # how long a write waits for another process's lock before the round pauses
+    keep_loss_rounds: int = 48  # per-document losses of the newest N completed rounds are kept
+    keep_summary_rounds: int = 4032  # results, verdicts and rounds of the newest N (about 4 weeks at 10 min)
+    worker_memory_gb: float = 0.0  # CPU scoring workers' address-space cap; 0: enough for the competition
     wandb_project: str | None = None
+
+    @property
+    def stop_time_bound_s(self) -> float:
+        """The longest a stop request waits: the model in progress (its timeout), then the round's
+        bookkeeping. The README's systemd TimeoutStopSec and Docker stop timeout are set above it."""
+        return self.timeout_per_model_s + STOP_SLACK_S
+
+    @property
+    def healthz_age_limit_s(self) -> float:
+        """/healthz fails when no round completed for this long."""
+        return self.healthz_max_age_s or max(3 * self.round_interval_s, 1800.0)
 
     @property
     def state_path(self) -> Path:
@@ -82,6 +104,10 @@ class ValidatorConfig:
             raise ValueError(f"scoring_mode must be 'worker' or 'inprocess', got {self.scoring_mode!r}")
         if not (0 <= self.api_port < 65536):
             raise ValueError(f"--api-port must be in [0, 65535], got {self.api_port}")
+        if self.keep_loss_rounds < 0 or self.keep_summary_rounds < 0:
+            raise ValueError("--keep-loss-rounds and --keep-summary-rounds must be >= 0 (0 keeps everything)")
+        if self.state_lock_wait_s <= 0:
+            raise ValueError(f"--state-lock-wait-s must be positive, got {self.state_lock_wait_s}")
         if self.max_rounds is not None and self.max_rounds < 0:
             raise ValueError(f"--max-rounds must be >= 0, got {self.max_rounds}")
         problem = network_problem(self.network)

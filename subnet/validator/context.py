@@ -23,7 +23,7 @@ Scorer = Callable[[Sequence["ScoreJobSpec"], Competition, TokenizedDocuments], d
 
 
 class RoundAborted(RuntimeError):
-    """The daemon was asked to stop; the round is discarded and will not count."""
+    """The daemon was asked to stop: the round is interrupted, its scores kept, and the next run resumes it."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,9 @@ class RoundSummary:
     competitions: dict[str, CompetitionOutcome]
     weights_status: str
     seconds: float = 0.0
+    resumed: bool = False  # this run finished a round an earlier run had started
+    n_due: int = 0  # models scheduled
+    n_evaluated: int = 0  # of those, how many got a verdict (scored, or failed for good)
 
 
 @dataclass
@@ -80,3 +83,6 @@ class RoundDeps:
     metrics: ValidatorMetrics = field(default_factory=ValidatorMetrics)
     stop: threading.Event = field(default_factory=threading.Event)
     tokenizers: dict = field(default_factory=dict)  # tokenizer ref -> loaded tokenizer (kept across rounds)
+    # Scores the state could not take (write-locked), by (round id, competition, hotkey): a resumed round
+    # uses them, so a lock never costs finished scoring while this process lives.
+    unsaved_scores: dict = field(default_factory=dict)

@@ -2,8 +2,10 @@
 
 Nothing a round does may stop the loop: every exception is caught, logged and recorded, and
 the next round runs. Chain outages back off exponentially. SIGTERM/SIGINT ask for a clean stop:
-the current step finishes (or the round is discarded), the state stays consistent, the status
-API and any worker processes end. A second signal stops at once.
+the model being scored finishes (at most the per-model timeout, `config.stop_time_bound_s` in
+all), the round is left `interrupted` with every finished model's losses kept, and the next start
+resumes it with the same seed and documents. The status API and any worker processes end; workers
+also end on their own if the daemon is killed. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from subnet.validator.round import (
     finish_weights,
     run_round,
 )
-from subnet.validator.state import ValidatorState
+from subnet.validator.state import StateBusy, ValidatorState
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +103,9 @@ def build_deps(config: ValidatorConfig, state: ValidatorState, metrics: Validato
 
     evaluated, known = resolve_competitions(config)
     chain = make_chain(config.network, config.netuid, wallet=wallet or make_wallet(config))
+    memory_cap = int(config.worker_memory_gb * 1024**3) or None  # None: sized to the competition
     scorer = (inprocess_scorer(config.device) if config.scoring_mode == "inprocess"
-              else worker_scorer(config.device, config.timeout_per_model_s))
+              else worker_scorer(config.device, config.timeout_per_model_s, memory_cap))
     return RoundDeps(chain=chain, store=make_store(config), state=state, config=config, competitions=evaluated,
                      known_competitions=known, source_for=source_factory(config), scorer=scorer, metrics=metrics,
                      stop=stop)
@@ -123,6 +126,7 @@ class Daemon:
     def __init__(self, deps: RoundDeps, *, on_round: Callable[[RoundSummary], None] | None = None) -> None:
         self.deps = deps
         self.stats = LoopStats()
+        self.started_at = time.time()
         self.on_round = on_round or log_summary
 
     @property
@@ -134,6 +138,7 @@ class Daemon:
 
     def run(self) -> int:
         """Round after round until stopped or `max_rounds` is reached. Returns an exit code."""
+        self._watch_state_locks()
         self.recover()
         cfg = self.deps.config
         while not self.stop.is_set():
@@ -156,9 +161,14 @@ class Daemon:
         try:
             summary = run_round(deps)
         except RoundAborted as e:
-            log.info("round abandoned: %s", e)
-            deps.metrics.rounds.labels(status="discarded").inc()
+            log.info("round interrupted (%s): its finished models are kept and the next start resumes it", e)
+            deps.metrics.rounds.labels(status="interrupted").inc()
             return 0.0
+        except StateBusy as e:  # another process holds the state: the round resumes once it is free
+            self.stats.failed += 1
+            deps.metrics.rounds.labels(status="state_locked").inc()
+            log.warning("round paused: %s; finished scoring is kept and the round resumes next time", e)
+            return min(cfg.round_interval_s, 30.0)
         except ChainError as e:
             self.stats.failed += 1
             self.stats.consecutive_chain_failures += 1
@@ -179,9 +189,12 @@ class Daemon:
             return cfg.round_interval_s
         self.stats.completed += 1
         self.stats.consecutive_chain_failures = 0
+        if summary.resumed:
+            deps.metrics.rounds_resumed.inc()
         deps.metrics.rounds.labels(status=summary.weights_status).inc()
         deps.metrics.last_round_block.set(summary.block)
         deps.metrics.round_seconds.set(summary.seconds)
+        self._check_health()
         try:
             self.on_round(summary)
         except Exception:  # noqa: BLE001 - reporting must never stop validating
@@ -190,7 +203,14 @@ class Daemon:
 
     def recover(self) -> None:
         """Make an interrupted state consistent, and set weights of a round scored before a stop."""
+        from subnet.eval.worker import remove_stale_temp_dirs
+
+        removed = remove_stale_temp_dirs()
+        if removed:
+            log.info("removed %d scoring temp dir(s) left by a killed run", len(removed))
         rec = self.deps.state.recover()
+        if rec.interrupted:
+            log.info("restart: round(s) %s stopped while scoring; the next round resumes the newest", rec.interrupted)
         if rec.discarded or rec.unknown_weights:
             log.info("restart: discarded unfinished round(s) %s; weights of round(s) %s may have been sent and "
                      "will not be sent again", rec.discarded, rec.unknown_weights)
@@ -201,6 +221,22 @@ class Daemon:
             except Exception as e:  # noqa: BLE001 - the next round sets weights anyway
                 self.deps.state.finish_round(round_id, st.ROUND_DONE, f"resume failed: {e}"[:2000])
                 log.warning("could not resume round %d: %s", round_id, e)
+
+    def _check_health(self) -> None:
+        """After each round, /healthz's verdict into /metrics (also when nobody polls /healthz)."""
+        from subnet.validator.api import check_health
+        from subnet.validator.health import HealthPolicy
+
+        cfg = self.deps.config
+        health = check_health(self.deps.state, self.deps.metrics,
+                              HealthPolicy(cfg.healthz_age_limit_s, cfg.healthz_idle_rounds), self.started_at)
+        if not health.ok:
+            log.warning("unhealthy: %s (%s)", ", ".join(health.reasons), health.details)
+
+    def _watch_state_locks(self) -> None:
+        state, metrics = self.deps.state, self.deps.metrics
+        state.lock_wait_s = self.deps.config.state_lock_wait_s
+        state.on_lock_wait = lambda waited: metrics.state_lock_waits.inc()
 
     def _record_error(self, kind: str, error: BaseException) -> None:
         try:
@@ -250,8 +286,10 @@ def _last_round_block(state: ValidatorState) -> int | None:
     return rounds[0].block if rounds else None
 
 
-def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
-    """First SIGTERM/SIGINT: stop after the current step. Second: stop now. Returns a restore function."""
+def install_signal_handlers(stop: threading.Event, bound_s: float | None = None) -> Callable[[], None]:
+    """First SIGTERM/SIGINT: stop after the model in progress (within `bound_s`). Second: stop now.
+
+    Returns a restore function."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -259,7 +297,8 @@ def install_signal_handlers(stop: threading.Event) -> Callable[[], None]:
     def handle(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
-        log.info("received %s: stopping after the current step (again to stop now)", signal.Signals(signum).name)
+        log.info("received %s: stopping after the model in progress%s (again to stop now)",
+                 signal.Signals(signum).name, f", within {bound_s:.0f} s" if bound_s else "")
         stop.set()
 
     for s in previous:
@@ -284,7 +323,7 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
     state = deps.state if deps else ValidatorState(config.db_path)
     metrics = deps.metrics if deps else ValidatorMetrics()
     stop = deps.stop if deps else threading.Event()
-    restore = install_signal_handlers(stop)
+    restore = install_signal_handlers(stop, config.stop_time_bound_s)
     server = None
     try:
         neuron = None
@@ -297,11 +336,14 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
         if config.api_port:
             from subnet.validator.api import StatusServer, build_app
 
-            max_age = config.healthz_max_age_s or max(3 * config.round_interval_s, 1800.0)
+            max_age = config.healthz_age_limit_s
             # The API thread never calls the chain (SDK connections are not shared across threads):
-            # ages are measured at the latest round's block.
-            app = build_app(state, metrics, competitions=deps.known_competitions,
-                            current_block=lambda: _last_round_block(state), healthz_max_age_s=max_age)
+            # ages are measured at the latest round's block. It reads through its own read-only
+            # connections, so neither the daemon's writes nor another process's lock hold it up.
+            reader = state.reader()
+            app = build_app(reader, metrics, competitions=deps.known_competitions,
+                            current_block=lambda: _last_round_block(reader), healthz_max_age_s=max_age,
+                            healthz_idle_rounds=config.healthz_idle_rounds)
             server = StatusServer(app, config.api_host, config.api_port)
             try:
                 port = server.start()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 
 from subnet.competitions import Competition
+from subnet.eval.types import ScoreOutcome
 from subnet.validator import state as st
 from subnet.validator.commitments import (
     ChainSnapshot,
@@ -42,8 +44,9 @@ from subnet.validator.documents import (
     worker_scorer,
 )
 from subnet.validator.preparation import clean_model_cache, prepare_models
+from subnet.validator.progress import done_scores, forget_unsaved, keep_score, planned_keys, round_to_resume
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
-from subnet.validator.state import ModelRecord, ValidatorState
+from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import (
     Judgement,
     carried_ema,
@@ -90,27 +93,39 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
 
 def evaluate_competition(
     deps: RoundDeps, round_id: int, competition: Competition, keys: Sequence[str],
-    models: Mapping[str, ModelRecord], seed: str, block: int,
+    models: Mapping[str, ModelRecord], seed: str, block: int, done: Mapping[str, ScoreOutcome] | None = None,
 ) -> tuple[CompetitionOutcome, Judgement | None]:
+    """Fetch, score and judge one competition's models. `done`: outcomes this round already has (a resume)."""
     outcome = CompetitionOutcome(competition.id)
-    ready, fetch_failed = prepare_models(deps, models, keys, competition)
-    outcome.failed.update(fetch_failed)
+    done = {k: v for k, v in (done or {}).items() if k in keys}
+    ready, fetch_failed = _prepare(deps, models, [k for k in keys if k not in done], competition)
+    for key in done:  # scored before the stop: verified then, judged now with the rest
+        record = models[key]
+        ready[key] = ReadyModel(record, Path(record.model_dir or ""), record.content_hash or "")
     if not ready:  # nothing to score; the failures are already recorded on the models
+        outcome.failed.update(fetch_failed)
         return outcome, None
+    recorded_digest = _recorded_digest(deps, round_id, competition.id) if done else None
     round_data, docs = prepare_documents(deps, seed, competition, round_id)  # records the data's identity
+    if done and recorded_digest not in (None, round_data.digest):
+        log.warning("round %d: the documents changed since the round started; scoring every model again", round_id)
+        again, again_failed = _prepare(deps, models, sorted(done), competition)
+        ready = {k: v for k, v in ready.items() if k not in done} | again
+        fetch_failed.update(again_failed)
+        done = {}
+    outcome.failed.update(fetch_failed)
     outcome.n_docs = len(docs)
-    if deps.stop.is_set():
-        raise RoundAborted("stop requested before scoring")
-    jobs = [ScoreJobSpec(k, str(ready[k].model_dir)) for k in sorted(ready)]
-    # A stop request during scoring lets it finish: the results are worth keeping, and the rest is quick.
-    scores = deps.scorer(jobs, competition, docs) if jobs else {}
-    for key, s in scores.items():
-        if s.error.startswith("rejected:"):  # the loader refused it: permanent for this commitment
-            reason = s.error.split(":", 1)[1] or "rejected"
-            deps.state.mark_failed(models[key].id, reason, s.detail)
-            deps.metrics.failures.labels(reason=reason).inc()
-        elif s.error:
-            deps.metrics.failures.labels(reason=s.error).inc()
+    scores: dict[str, ScoreOutcome] = dict(done)
+    for key in sorted(k for k in ready if k not in scores):
+        # A stop request ends the round after the model in progress; its scores so far are kept.
+        if deps.stop.is_set():
+            raise RoundAborted("stop requested during scoring")
+        scored = deps.scorer([ScoreJobSpec(key, str(ready[key].model_dir))], competition, docs)
+        scores[key] = scored.get(key) or ScoreOutcome(None, "error", "the scorer returned nothing for this model")
+        if deps.stop.is_set() and scores[key].error and not scores[key].error.startswith("rejected:"):
+            # Failed while we were stopping (a signal may have reached the worker): no verdict; resumed later.
+            raise RoundAborted(f"stop requested while {key} was scored ({scores[key].error})")
+        _record_outcome(deps, round_id, competition, models[key], scores[key])
     judgement = judge(competition, models, ready, fetch_failed, scores, len(docs), block, deps.config.confidence,
                       groups=document_sources(docs, competition), evidence=deps.state.pair_evidence(competition.id),
                       earned=deps.state.earned_advantages(competition.id), previous_weights=deps.state.ema(competition.id))
@@ -121,31 +136,72 @@ def evaluate_competition(
     outcome.win_rates = judgement.win_rates
     outcome.copies = judgement.copies
     outcome.mean_loss = {r.hotkey: r.mean_loss for r in judgement.results if r.mean_loss is not None}
-    deps.metrics.models_scored.labels(competition=competition.id).inc(len(ok))
+    deps.metrics.models_scored.labels(competition=competition.id).inc(len(ok) - sum(
+        1 for k, s in done.items() if s.losses is not None))
     deps.metrics.tokens_per_s.labels(competition=competition.id).set(outcome.tokens_per_s)
     return outcome, judgement
 
 
+def _prepare(deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str],
+             competition: Competition) -> tuple[dict[str, ReadyModel], dict[str, str]]:
+    """Fetch and check; preparation records and counts every failure itself (once, whatever its cause)."""
+    return prepare_models(deps, models, keys, competition)
+
+
+def _record_outcome(deps: RoundDeps, round_id: int, competition: Competition, record: ModelRecord,
+                    score: ScoreOutcome) -> None:
+    """Keep one model's outcome at once; a loader's refusal is a permanent verdict on the commitment."""
+    keep_score(deps, round_id, competition.id, record, score)
+    if score.error.startswith("rejected:"):  # the loader refused it: permanent for this commitment
+        reason = score.error.split(":", 1)[1] or "rejected"
+        deps.state.mark_failed(record.id, reason, score.detail)
+        deps.metrics.failures.labels(reason=reason).inc()
+    elif score.error:
+        deps.metrics.failures.labels(reason=score.error).inc()
+
+
+def _recorded_digest(deps: RoundDeps, round_id: int, competition: str) -> str | None:
+    for row in deps.state.round_data(round_id):
+        if row.get("competition") == competition:
+            return row.get("digest")
+    return None
+
+
 def run_round(deps: RoundDeps) -> RoundSummary:
-    """Read the chain, evaluate every competition, commit results with the EMA, then set weights."""
+    """Read the chain, evaluate every competition, commit results with the EMA, then set weights.
+
+    A round that stopped part-way is resumed (same round, seed, documents and models) before a new one starts.
+    """
     started = time.perf_counter()
     snapshot = read_chain(deps.chain)
-    seed = deps.chain.block_hash(seed_block(snapshot.block, deps.config.seed_window_blocks))
     state = deps.state
-    round_id = state.start_round(snapshot.block, seed)
-    log.info("round %d started at block %d (seed block %d)", round_id, snapshot.block,
-             seed_block(snapshot.block, deps.config.seed_window_blocks))
+    resumed = round_to_resume(deps, snapshot.block)
+    if resumed is not None:
+        round_id, block, seed = resumed.id, resumed.block, resumed.seed
+        state.resume_round(round_id)
+        log.info("resuming round %d (block %d, seed %s) where it stopped", round_id, block, seed)
+    else:
+        block = snapshot.block
+        seed = deps.chain.block_hash(seed_block(block, deps.config.seed_window_blocks))
+        round_id = state.start_round(block, seed)
+        log.info("round %d started at block %d (seed block %d)", round_id, block,
+                 seed_block(block, deps.config.seed_window_blocks))
     try:
         models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
         clean_model_cache(deps, models)
         registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
         fresh = _fresh_registrations(state, registered)
-        schedule = plan(state, models, snapshot.block, deps, fresh)
+        if resumed is not None:
+            selected = planned_keys(deps, round_id, models)
+        else:
+            selected = {cid: list(keys) for cid, keys in plan(state, models, block, deps, fresh).selected.items()}
+            state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
         outcomes, results, verdicts, new_ema, evaluated, evidence, earned = {}, [], [], {}, [], [], []
         for cid in sorted(deps.competitions):
             competition = deps.competitions[cid]
-            keys = schedule.selected.get(cid, ())
-            outcome, judgement = evaluate_competition(deps, round_id, competition, keys, models, seed, snapshot.block)
+            keys = selected.get(cid, ())
+            done = done_scores(deps, round_id, cid, models) if resumed is not None else {}
+            outcome, judgement = evaluate_competition(deps, round_id, competition, keys, models, seed, block, done)
             outcomes[cid] = outcome
             # Deregistered hotkeys leave the EMA; re-registered ones (and new hotkeys at reused uids) start at 0.
             previous = carried_ema(state.ema(cid), registered, fresh)
@@ -160,14 +216,45 @@ def run_round(deps: RoundDeps) -> RoundSummary:
                                             excluded=set(judgement.copies), zeroed=set(outcome.failed))
             outcome.ema = new_ema[cid]
             evaluated += [models[k].id for k in keys if k in models]
+        n_due = sum(len(keys) for keys in selected.values())
+        n_evaluated = _count_verdicts(state, results, [models[k].id for keys in selected.values() for k in keys])
         state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered,
-                               evidence=evidence, earned=earned)
+                               evidence=evidence, earned=earned, n_due=n_due, n_evaluated=n_evaluated)
+        forget_unsaved(deps, round_id)
     except BaseException as e:
-        status = st.ROUND_DISCARDED if isinstance(e, (RoundAborted, KeyboardInterrupt)) else st.ROUND_FAILED
-        state.finish_round(round_id, status, f"{type(e).__name__}: {e}"[:2000])
+        _stop_round(deps, round_id, e)
         raise
+    _apply_retention(deps)
     weights_status = finish_weights(deps, round_id, snapshot.metagraph, snapshot.block)
-    return RoundSummary(round_id, snapshot.block, seed, outcomes, weights_status, time.perf_counter() - started)
+    return RoundSummary(round_id, block, seed, outcomes, weights_status, time.perf_counter() - started,
+                        resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated)
+
+
+def _count_verdicts(state: ValidatorState, results: Sequence, due_ids: Sequence[int]) -> int:
+    """Due models that got a verdict: scored with losses, or failed for good (what only the miner controls)."""
+    scored = {r.model_id for r in results if r.losses is not None}
+    failed = {m.id for m in state.models(st.MODEL_FAILED)}
+    return sum(1 for i in set(due_ids) if i in scored or i in failed)
+
+
+def _stop_round(deps: RoundDeps, round_id: int, error: BaseException) -> None:
+    """Record why the round stopped. A stop, a kill or a locked database leaves it resumable."""
+    resumable = isinstance(error, (RoundAborted, KeyboardInterrupt)) or is_lock_error(error)
+    status = st.ROUND_INTERRUPTED if resumable else st.ROUND_FAILED
+    try:
+        deps.state.finish_round(round_id, status, f"{type(error).__name__}: {error}"[:2000])
+    except Exception as e:  # noqa: BLE001 - still locked: the round stays `started`, which resumes the same way
+        log.warning("round %d: could not record its status (%s)", round_id, e)
+    if not resumable:
+        forget_unsaved(deps, round_id)
+
+
+def _apply_retention(deps: RoundDeps) -> None:
+    cfg = deps.config
+    try:
+        deps.state.prune(cfg.keep_loss_rounds, cfg.keep_summary_rounds)
+    except Exception as e:  # noqa: BLE001 - retention can wait for the next round
+        log.warning("retention skipped this round: %s", e)
 
 
 def _fresh_registrations(state: ValidatorState, registered: Mapping[str, int]) -> set[str]:
