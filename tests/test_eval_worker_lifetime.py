@@ -15,7 +15,12 @@ import pytest
 
 from subnet.competitions import DEFAULT_COMPETITIONS
 from subnet.eval.docfile import save_documents
-from subnet.eval.worker import TEMP_PREFIX, _worker_main, default_memory_cap, remove_stale_temp_dirs
+from subnet.eval.worker import (
+    TEMP_PREFIX,
+    _worker_main,
+    default_memory_cap,
+    remove_stale_temp_dirs,
+)
 from tests.eval_loaders import random_docs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,11 +75,13 @@ def test_kill_9_of_the_daemon_leaves_no_worker_alive_2_s_later(tmp_path):
     # The kill left the temp dir; the next start-up removes it (its owner is gone) and nothing else.
     live = tmp_path / f"{TEMP_PREFIX}p{os.getpid()}-mine"
     live.mkdir()
-    old_style = tmp_path / f"{TEMP_PREFIX}k2j4xq"
+    old_style, fresh_old_style = tmp_path / f"{TEMP_PREFIX}k2j4xq", tmp_path / f"{TEMP_PREFIX}in_use"
     old_style.mkdir()
+    fresh_old_style.mkdir()
+    os.utime(old_style, (time.time() - 3600, time.time() - 3600))
     removed = remove_stale_temp_dirs(tmp_path)
     assert set(removed) == set(leftovers) | {old_style}
-    assert live.is_dir() and not any(p.exists() for p in leftovers)
+    assert live.is_dir() and fresh_old_style.is_dir() and not any(p.exists() for p in leftovers)
 
 
 def test_a_worker_enforces_its_own_time_limit(tmp_path):

@@ -38,8 +38,8 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import re
-import signal
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -61,6 +61,7 @@ TEMP_PREFIX = "subnet-eval-"
 # The worker's own time limit runs this much past the parent's, so the parent normally reports 'timeout'.
 SELF_LIMIT_GRACE_S = 5.0
 PARENT_POLL_S = 0.25
+UNNAMED_TEMP_AGE_S = 600.0
 # CPU workers' address-space cap (when none is given): the interpreter, torch and thread arenas,
 # plus room for the weights upcast to float32 (twice a bf16 file) and activations.
 CAP_BASE_BYTES = 4 * 1024**3
@@ -154,7 +155,8 @@ def remove_stale_temp_dirs(root: str | Path | None = None) -> list[Path]:
     """Delete `subnet-eval-*` directories left by killed runs: those whose owner process is gone.
 
     Directories of a live process (another validator on this machine) are left alone; the
-    unnamed ones of older versions have no owner to ask and are removed.
+    unnamed ones of older versions have no owner to ask and are removed once nothing has touched
+    them for `UNNAMED_TEMP_AGE_S` (an older version's run may still be using a fresh one).
     """
     removed = []
     base = Path(root or tempfile.gettempdir())
@@ -166,10 +168,19 @@ def remove_stale_temp_dirs(root: str | Path | None = None) -> list[Path]:
         owner = re.match(rf"{re.escape(TEMP_PREFIX)}p(\d+)-", path.name)
         if owner and (int(owner.group(1)) == os.getpid() or _alive(int(owner.group(1)))):
             continue
+        if not owner and _age_s(path) < UNNAMED_TEMP_AGE_S:
+            continue
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():
             removed.append(path)
     return removed
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _alive(pid: int) -> bool:

@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from subnet.validator.state import ROUND_DONE, ROUND_SCORED, ROUND_WEIGHTS_SET, RoundRecord
+from subnet.validator.state import (
+    ROUND_DONE,
+    ROUND_SCORED,
+    ROUND_WEIGHTS_SET,
+    RoundRecord,
+)
 
 NO_RECENT_ROUND = "no_recent_round"
 NOTHING_EVALUATED = "nothing_evaluated"

@@ -13,7 +13,13 @@ from typing import Mapping
 
 from subnet.eval.types import DocLosses, ScoreOutcome
 from subnet.validator.context import RoundDeps
-from subnet.validator.state import ModelRecord, RoundRecord, ScoredModel, StateError, is_lock_error
+from subnet.validator.state import (
+    ModelRecord,
+    RoundRecord,
+    ScoredModel,
+    StateError,
+    is_lock_error,
+)
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,13 @@ from subnet.validator.documents import (
     worker_scorer,
 )
 from subnet.validator.preparation import clean_model_cache, prepare_models
-from subnet.validator.progress import done_scores, forget_unsaved, keep_score, planned_keys, round_to_resume
+from subnet.validator.progress import (
+    done_scores,
+    forget_unsaved,
+    keep_score,
+    planned_keys,
+    round_to_resume,
+)
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import (
