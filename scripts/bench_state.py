@@ -10,7 +10,7 @@ API (aiohttp server, read-only connection), median and max of 20 requests. The l
 is one JSON object.
 
     .venv/bin/python scripts/bench_state.py [--days 30] [--rounds-per-day 72] [--keep-loss-rounds 48]
-        [--keep-summary-rounds 4032] [--models 16] [--docs 2400]
+        [--keep-summary-rounds 1440] [--models 16] [--docs 2400]
 
 `--keep-loss-rounds 0 --keep-summary-rounds 0` turns retention off (for comparison; use few days).
 """
@@ -98,7 +98,7 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=16)
     ap.add_argument("--docs", type=int, default=2400)
     ap.add_argument("--keep-loss-rounds", type=int, default=48)
-    ap.add_argument("--keep-summary-rounds", type=int, default=4032)
+    ap.add_argument("--keep-summary-rounds", type=int, default=1440)
     ap.add_argument("--checkpoints", type=int, default=3)
     args = ap.parse_args()
 

@@ -190,3 +190,21 @@ def test_weights_from_an_ema_older_than_the_age_limit_are_stale():
     health = assess(rounds, HealthPolicy(max_age_s=3600, idle_rounds=2), now, started_at=0)
     assert not health.ok and health.reasons == [STALE_EMA]
     assert assess(rounds, HealthPolicy(max_age_s=9000, idle_rounds=2), now, started_at=0).ok
+
+
+def test_latest_results_seek_each_models_newest_row_across_competitions(tmp_path):
+    state = ValidatorState(tmp_path / "state.sqlite")
+    newest = {}
+    for i in range(6):
+        rid = state.start_round(10 * i, "0xs")
+        rows = [ResultRow(c, hk, 0, None, float(i), losses=_losses(5, i))
+                for c, hk in (("b3", "x"), ("b3", "y"), ("tiny", "a"), ("tiny", "x")) if (i + len(hk + c)) % 3]
+        state.complete_scoring(rid, rows, [], {})
+        newest.update({(r.competition, r.hotkey): (rid, float(i)) for r in rows})
+    reader = state.reader()
+    got = reader.latest_results()
+    assert {k: (rid, row.mean_loss) for k, (rid, row) in got.items()} == newest
+    assert all(row.losses is None for _, row in got.values())  # /scores never reads the loss blobs
+    assert set(reader.latest_results("tiny")) == {k for k in newest if k[0] == "tiny"}
+    reader.close()
+    state.close()

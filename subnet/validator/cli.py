@@ -94,7 +94,7 @@ def run(
                                            help="Skip downloads below this much free disk."),
     keep_loss_rounds: int = typer.Option(48, "--keep-loss-rounds", envvar="SUBNET_KEEP_LOSS_ROUNDS",
                                          help="Per-document losses kept for the newest N rounds (0: all)."),
-    keep_summary_rounds: int = typer.Option(4032, "--keep-summary-rounds", envvar="SUBNET_KEEP_SUMMARY_ROUNDS",
+    keep_summary_rounds: int = typer.Option(1440, "--keep-summary-rounds", envvar="SUBNET_KEEP_SUMMARY_ROUNDS",
                                             help="Results, verdicts and rounds kept for the newest N (0: all)."),
     state_lock_wait_s: float = typer.Option(120.0, "--state-lock-wait-s", envvar="SUBNET_STATE_LOCK_WAIT_S",
                                             help="Longest wait for another process's lock on the state."),

@@ -59,7 +59,7 @@ class ValidatorConfig:
     resume_max_age_blocks: int = 7200  # an interrupted round older than this (1 day) is discarded, not resumed
     state_lock_wait_s: float = 120.0  # how long a write waits for another process's lock before the round pauses
     keep_loss_rounds: int = 48  # per-document losses of the newest N completed rounds are kept
-    keep_summary_rounds: int = 4032  # results, verdicts and rounds of the newest N (about 4 weeks at 10 min)
+    keep_summary_rounds: int = 1440  # results, verdicts and rounds of the newest N (10 days at 10 min)
     worker_memory_gb: float = 0.0  # CPU scoring workers' address-space cap; 0: enough for the competition
     wandb_project: str | None = None
 

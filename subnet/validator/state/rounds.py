@@ -228,19 +228,35 @@ class RoundsMixin:
     def latest_results(self, competition: str | None = None) -> dict[tuple[str, str], tuple[int, ResultRow]]:
         """The newest result of every (competition, hotkey): {(competition, hotkey): (round_id, row)}.
 
-        Without the per-document losses (`results(round_id)` has them): this serves `/scores`."""
-        columns = ", ".join(f"r.{c.strip()}" for c in _SUMMARY_COLUMNS.split(","))
-        sql = (
-            f"SELECT {columns} FROM results r JOIN (SELECT competition, hotkey, MAX(round_id) AS rid FROM results"
-            " GROUP BY competition, hotkey) m ON r.competition = m.competition AND r.hotkey = m.hotkey"
-            " AND r.round_id = m.rid"
-        )
-        rows = self._query(sql)
+        Without the per-document losses (`results(round_id)` has them): this serves `/scores`. One
+        index seek per key rather than a scan of every round's rows, so it costs the same after a
+        month of rounds as after one.
+        """
         out = {}
-        for r in rows:
-            if competition is None or r["competition"] == competition:
-                out[(r["competition"], r["hotkey"])] = (int(r["round_id"]), _result(r))
+        for c, h in self._result_keys(competition):
+            rows = self._query(f"SELECT {_SUMMARY_COLUMNS} FROM results WHERE competition = ? AND hotkey = ?"
+                               " ORDER BY round_id DESC LIMIT 1", (c, h))
+            if rows:
+                out[(c, h)] = (int(rows[0]["round_id"]), _result(rows[0]))
         return out
+
+    def _result_keys(self, competition: str | None) -> list[tuple[str, str]]:
+        """Every (competition, hotkey) with a result, by skipping along the (competition, hotkey, round_id) index."""
+        if competition is None:
+            row = self._query_tuples("SELECT competition, hotkey FROM results ORDER BY competition, hotkey LIMIT 1")
+        else:
+            row = self._query_tuples("SELECT competition, hotkey FROM results WHERE competition = ?"
+                                     " ORDER BY hotkey LIMIT 1", (competition,))
+        keys = []
+        while row:
+            c, h = row[0]
+            keys.append((c, h))
+            row = self._query_tuples("SELECT competition, hotkey FROM results WHERE competition = ? AND hotkey > ?"
+                                     " ORDER BY hotkey LIMIT 1", (c, h))
+            if not row and competition is None:
+                row = self._query_tuples("SELECT competition, hotkey FROM results WHERE competition > ?"
+                                         " ORDER BY competition, hotkey LIMIT 1", (c,))
+        return keys
 
     def verdicts(self, round_id: int) -> list[VerdictRow]:
         rows = self._query("SELECT * FROM verdicts WHERE round_id = ? ORDER BY competition, earlier, later",
