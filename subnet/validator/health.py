@@ -68,7 +68,7 @@ def assess(rounds: list[RoundRecord], policy: HealthPolicy, now: float, started_
 
 
 def _idle(r: RoundRecord) -> bool:
-    """Models were due and none got a verdict (unknown counts, before migration 7, are not idle)."""
+    """Models were due and none got a verdict (unknown counts, before migration 8, are not idle)."""
     return bool(r.n_due) and r.n_evaluated == 0
 
 

@@ -71,7 +71,7 @@ class RoundRecord:
     error: str | None
     started_at: float
     finished_at: float | None
-    n_due: int | None = None  # models scheduled for evaluation (None: recorded before migration 7)
+    n_due: int | None = None  # models scheduled for evaluation (None: recorded before migration 8)
     n_evaluated: int | None = None  # of those, how many got a verdict (scored, or failed for good)
 
 
