@@ -6,6 +6,7 @@ the terminal is what `/scores` serves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -30,17 +31,9 @@ class ScoresUnavailable(RuntimeError):
 
 def rows_from_state(state_dir: Path, competition: str | None = None, deregistered: bool = False) -> list[dict]:
     from subnet.validator.scores import scores_table
-    from subnet.validator.state import ValidatorState
 
-    db = _state_db(state_dir)
-    try:
-        state = ValidatorState(db)
-    except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
-        raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
-    try:
+    with open_state(state_dir) as state:
         return scores_table(state, competition, include_deregistered=deregistered)
-    finally:
-        state.close()
 
 
 def serve_state(state_dir: Path, host: str, port: int, console: Console) -> None:
@@ -50,29 +43,22 @@ def serve_state(state_dir: Path, host: str, port: int, console: Console) -> None
     from subnet.signals import stop_requested_on_signals
     from subnet.validator.api import StatusServer, build_app
     from subnet.validator.metrics import ValidatorMetrics
-    from subnet.validator.state import ValidatorState
 
-    db = _state_db(state_dir)
-    try:
-        state = ValidatorState(db)
-    except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
-        raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
-    server = StatusServer(build_app(state, ValidatorMetrics(), healthz_max_age_s=float("inf")), host, port)
-    try:
-        bound = server.start()
-    except RuntimeError as e:
-        state.close()
-        raise ScoresUnavailable(str(e)) from None
-    console.print(f"serving the leaderboard of {db} on http://{host}:{bound}/ (Ctrl-C stops)")
-    try:
-        with stop_requested_on_signals(threading.Event(), announce=lambda _: None) as stop:
-            while not stop.wait(0.5):
-                pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-        state.close()
+    with open_state(state_dir) as state:
+        server = StatusServer(build_app(state, ValidatorMetrics(), healthz_max_age_s=float("inf")), host, port)
+        try:
+            bound = server.start()
+        except RuntimeError as e:
+            raise ScoresUnavailable(str(e)) from None
+        console.print(f"serving the leaderboard of {state.path} on http://{host}:{bound}/ (Ctrl-C stops)")
+        try:
+            with stop_requested_on_signals(threading.Event(), announce=lambda _: None) as stop:
+                while not stop.wait(0.5):
+                    pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
 
 
 def _state_db(state_dir: Path) -> Path:
@@ -83,16 +69,42 @@ def _state_db(state_dir: Path) -> Path:
     return db
 
 
+@contextlib.contextmanager
+def open_state(state_dir: Path):
+    """The validator's state, read-only: reading scores never writes the file or waits on the daemon.
+
+    A state written by an older version is migrated once first, as the validator itself would.
+    """
+    from subnet.validator.state import SCHEMA_VERSION, ValidatorState
+
+    db = _state_db(state_dir)
+    try:
+        state = ValidatorState(db, read_only=True)
+        if state.schema_version < SCHEMA_VERSION:
+            state.close()
+            ValidatorState(db).close()
+            state = ValidatorState(db, read_only=True)
+        elif state.schema_version > SCHEMA_VERSION:
+            version = state.schema_version
+            state.close()
+            raise ScoresUnavailable(f"validator state {db} has schema version {version}, newer than this "
+                                    f"version's {SCHEMA_VERSION}: upgrade subnet")
+    except ScoresUnavailable:
+        raise
+    except Exception as e:  # a corrupt or foreign file: say so instead of a traceback
+        raise ScoresUnavailable(f"cannot read validator state {db}: {e}") from None
+    try:
+        yield state
+    finally:
+        state.close()
+
+
 def evidence_from_state(state_dir: Path, competition: str | None = None) -> list[dict]:
     """Each current pair's evidence accumulated across rounds (`subnet.validator.scores.evidence_table`)."""
     from subnet.validator.scores import evidence_table
-    from subnet.validator.state import ValidatorState
 
-    state = ValidatorState(_state_db(state_dir))
-    try:
+    with open_state(state_dir) as state:
         return evidence_table(state, competition)
-    finally:
-        state.close()
 
 
 def evidence_from_api(url: str, competition: str | None = None, timeout_s: float = 10.0) -> list[dict]:
@@ -150,18 +162,12 @@ def rows_from_api(url: str, competition: str | None = None, deregistered: bool =
 def weights_from_state(state_dir: Path) -> dict | None:
     """The validator's last weights: "committed, reveals at round R" on a commit-reveal subnet."""
     from subnet.validator.scores import weights_summary
-    from subnet.validator.state import ValidatorState
 
-    db = Path(state_dir).expanduser()
-    db = db if db.suffix == ".sqlite" else db / "state.sqlite"
     try:
-        state = ValidatorState(db)
-    except Exception:  # noqa: BLE001 - rows_from_state already said what is wrong with the file
+        with open_state(state_dir) as state:
+            return weights_summary(state)
+    except ScoresUnavailable:  # rows_from_state already said what is wrong with the file
         return None
-    try:
-        return weights_summary(state)
-    finally:
-        state.close()
 
 
 def weights_from_api(url: str, timeout_s: float = 10.0) -> dict | None:
@@ -212,15 +218,12 @@ def _earned(row: dict) -> bool:
 def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> Path:
     """Each model's loss over rounds and its paired difference from the leader (subnet.scores_plot)."""
     from subnet.scores_plot import NothingToPlot, collect, draw
-    from subnet.validator.state import ValidatorState
 
-    state = ValidatorState(Path(state_dir).expanduser() / "state.sqlite")
-    try:
-        plots = collect(state, competition)
-    except NothingToPlot as e:
-        raise ScoresUnavailable(str(e)) from None
-    finally:
-        state.close()
+    with open_state(state_dir) as state:
+        try:
+            plots = collect(state, competition)
+        except NothingToPlot as e:
+            raise ScoresUnavailable(str(e)) from None
     return draw(plots, out)
 
 
