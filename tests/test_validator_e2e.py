@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,7 +31,13 @@ from subnet.validator.metrics import ValidatorMetrics  # noqa: E402
 from subnet.validator.round import RoundDeps, inprocess_scorer  # noqa: E402
 from subnet.validator.scores import scores_table  # noqa: E402
 from subnet.validator.state import ValidatorState  # noqa: E402
-from tests.validator_fixtures import COMPETITIONS, LocalSubnet, competitions_file, train_snapshots  # noqa: E402
+from tests.validator_fixtures import (  # noqa: E402
+    COMPETITIONS,
+    LocalSubnet,
+    competitions_file,
+    query_state as _query,
+    train_snapshots,
+)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -229,17 +234,6 @@ def _wait(predicate, timeout_s: float, what: str, proc=None):
             raise AssertionError(f"validator exited with {proc.returncode} while waiting for {what}")
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _query(db: Path, sql: str):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return []
 
 
 def test_kill_during_scoring_then_restart_keeps_state_and_never_resends(tmp_path, subnet, trained):

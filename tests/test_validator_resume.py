@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from subnet.validator.round import RoundAborted, run_round
 from subnet.validator.state import StateBusy, ValidatorState
 from tests.test_validator_e2e import _config, _deps, _populate, subnet, trained  # noqa: F401 - fixtures
 from tests.test_validator_health_and_locks import LockHolder
+from tests.validator_fixtures import query_state as _query
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -105,17 +105,6 @@ RUNNER = textwrap.dedent("""
     deps.scorer = slow
     sys.exit(run_validator(config, deps=deps))
 """)
-
-
-def _query(db: Path, sql: str):
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
-    except sqlite3.OperationalError:
-        return []
 
 
 def test_sigterm_mid_round_exits_within_the_bound_and_the_restart_finishes_that_round(tmp_path, subnet, trained):

@@ -171,3 +171,17 @@ class LocalSubnet:
 
     def close(self) -> None:
         self.chain.close()
+
+
+def query_state(db: Path, sql: str) -> list:
+    """Rows from a validator's state file, read-only, as another process would see them ([] while locked)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return []

@@ -40,6 +40,9 @@ COMPETITIONS_FILE = typer.Option(None, "--competitions-file", envvar="SUBNET_COM
 STORE = typer.Option("hf", "--store", envvar="SUBNET_STORE", help="hf (Hugging Face Hub) or local:DIR.")
 HF_ENDPOINT = typer.Option(None, "--hf-endpoint", envvar="HF_ENDPOINT",
                            help="Hugging Face endpoint (default: the public Hub).")
+DOCUMENTS = typer.Option(0, "--documents", envvar="SUBNET_DOCUMENTS",
+                         help="Held-out reference documents to score on (0: the competition's round size).")
+DATASET = typer.Option("", "--dataset", envvar="SUBNET_DATASET", help="'' = the competition's dataset.")
 DEVICE = typer.Option("auto", "--device", envvar="SUBNET_DEVICE", help="auto | cpu | cuda | cuda:N")
 CACHE_DIR = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", envvar="SUBNET_CACHE_DIR",
                          help="Where models downloaded from the chain's miners go.")
@@ -195,8 +198,8 @@ def benchmark(
     incumbent: str = typer.Option("chain", "--incumbent", help="A model directory, or 'chain' for the best on chain."),
     incumbent_age_blocks: Optional[float] = typer.Option(
         None, "--incumbent-age-blocks", help="Age of the incumbent (default: from its commitment, or 0)."),
-    documents: int = typer.Option(0, "--documents", help="Reference documents (0: the competition's round size)."),
-    dataset: str = typer.Option("", "--dataset", help="'' = the competition's dataset."),
+    documents: int = DOCUMENTS,
+    dataset: str = DATASET,
     competition: str = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
@@ -256,8 +259,8 @@ def compare(
     targets: list[Path] = typer.Argument(..., help="Runs (output directories), checkpoints or model directories."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Which target the others are compared with "
                                            "(default: the first)."),
-    documents: int = typer.Option(0, "--documents", help="Held-out documents (0: the competition's round size)."),
-    dataset: str = typer.Option("", "--dataset", help="'' = the competition's dataset."),
+    documents: int = DOCUMENTS,
+    dataset: str = DATASET,
     competition: str = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
