@@ -38,8 +38,7 @@ def one_line(message: str) -> str:
 def run_command(app: typer.Typer, args: Sequence[str] | None = None, prog_name: str = "subnet") -> int:
     """Run a typer app and turn its errors into one line and an exit code (never a traceback for
     a usage or domain error)."""
-    from typer._click import exceptions as click_errors
-
+    click_errors = _click_exceptions()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=list(sys.argv[1:] if args is None else args), prog_name=prog_name,
@@ -60,3 +59,17 @@ def run_command(app: typer.Typer, args: Sequence[str] | None = None, prog_name: 
     except typer.Exit as e:
         return int(e.exit_code)
     return int(result) if isinstance(result, int) else 0
+
+
+def _click_exceptions():
+    """The click exceptions typer raises: newer typer vendors click as `typer._click`, older typer
+    runs on the click package itself (pyproject allows both)."""
+    import importlib
+
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            return importlib.import_module(module)
+        except ImportError:
+            continue
+    raise ImportError("typer has neither a vendored click nor the click package")
+

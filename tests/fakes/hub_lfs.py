@@ -94,7 +94,8 @@ class LfsRoutes:
             return self._write_denied()
         if action == "verify":
             oid, size = data["oid"], data["size"]
-            blob = hub._lfs_uploaded.pop(oid, None)
+            # Idempotent, as LFS verify is: a client that lost the first answer asks again.
+            blob = hub._lfs_uploaded.pop(oid, None) or hub.lfs_objects.get(oid)
             if blob is None or len(blob) != size or hashlib.sha256(blob).hexdigest() != oid:
                 return self._error(422, f"LFS object {oid} was not uploaded intact")
             hub.lfs_objects[oid] = blob
