@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,12 @@ import torch
 
 from subnet.miner.config import TrainConfig
 from subnet.miner.train import train
-from tests.test_miner_support import quiet, single_threaded_deterministic
+from tests.test_miner_support import (
+    as_torchrun_rank,
+    quiet,
+    single_threaded_deterministic,
+    spawn_ranks,
+)
 
 COMMON = dict(competition="tiny", steps=6, seq_len=32, micro_batch_size=2, warmup_steps=2, log_every=1,
               reference_documents=20, docs_per_chunk=20, device="cpu", deterministic=True, data_shards=2,
@@ -21,9 +24,7 @@ COMMON = dict(competition="tiny", steps=6, seq_len=32, micro_batch_size=2, warmu
 
 
 def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, world, port)
     import torch.distributed as dist
 
     whole = train(TrainConfig(out_dir=f"{out}/whole", parallelism="fsdp", checkpoint_every=3, **COMMON), echo=quiet)
@@ -37,16 +38,11 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_fsdp_two_processes_match_one_process_resume_exactly_and_export_a_valid_model(tmp_path):
-    import torch.multiprocessing as mp
-
     from subnet.competitions import get_competition
     from subnet.hub.loading import check_model_dir, load_model
     from subnet.miner.checkpoint import load_trainer_state
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_fsdp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_fsdp_worker, 2, str(tmp_path))
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["whole"] == r1["whole"] and len(r0["whole"]) == 6
     # One process over the same two data shards (grad_accum 2) computes the same steps: only the

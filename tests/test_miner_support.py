@@ -52,3 +52,25 @@ def trained_run():
     )
     with single_threaded_deterministic():
         return train(config, echo=quiet), out
+
+
+def as_torchrun_rank(rank: int, world: int, port: int) -> None:
+    """Inside a spawned worker: the environment torchrun would give rank `rank` of `world`, one thread."""
+    import os
+
+    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+
+
+def spawn_ranks(worker, world: int, *args) -> None:
+    """Run `worker(rank, world, port, *args)` in `world` processes that rendezvous on a free loopback port."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(worker, args=(world, port, *args), nprocs=world, join=True)
+

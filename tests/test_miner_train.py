@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +17,14 @@ from subnet.miner.config import TrainConfig
 from subnet.miner.data import HeldOut, PackedStream, labelled_seed
 from subnet.miner.model_configs import count_parameters, padded_vocab_size
 from subnet.miner.train import lr_factor, make_optimizers, split_parameters, train
-from tests.test_miner_support import STEPS, quiet, single_threaded_deterministic, trained_run
-
+from tests.test_miner_support import (
+    STEPS,
+    as_torchrun_rank,
+    quiet,
+    single_threaded_deterministic,
+    spawn_ranks,
+    trained_run,
+)
 
 # ----------------------------------------------------------------------------- pure pieces
 
@@ -259,9 +263,7 @@ def test_progress_bar_mode_trains_the_same_as_log_lines_and_writes_the_same_metr
 
 
 def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    as_torchrun_rank(rank, world, port)
     import torch.distributed as dist
 
     config = TrainConfig(competition="tiny", out_dir=out, steps=4, seq_len=32, micro_batch_size=2, grad_accum=2,
@@ -275,12 +277,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_ddp_with_gloo_two_processes_end_with_identical_parameters(tmp_path):
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_ddp_worker, 2, str(tmp_path))
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert r0["params"] == r1["params"]
     assert r0["losses"] == r1["losses"] and len(r0["losses"]) == 4

@@ -43,6 +43,7 @@ HF_ENDPOINT = typer.Option(None, "--hf-endpoint", envvar="HF_ENDPOINT",
 DOCUMENTS = typer.Option(0, "--documents", envvar="SUBNET_DOCUMENTS",
                          help="Held-out reference documents to score on (0: the competition's round size).")
 DATASET = typer.Option("", "--dataset", envvar="SUBNET_DATASET", help="'' = the competition's dataset.")
+AS_JSON = typer.Option(False, "--json", help="End with one JSON object on the last line.")
 DEVICE = typer.Option("auto", "--device", envvar="SUBNET_DEVICE", help="auto | cpu | cuda | cuda:N")
 CACHE_DIR = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", envvar="SUBNET_CACHE_DIR",
                          help="Where models downloaded from the chain's miners go.")
@@ -203,7 +204,7 @@ def benchmark(
     competition: str = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="End with one JSON object on the last line."),
+    as_json: bool = AS_JSON,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write histograms and error-bar curves to this PNG."),
     cache_dir: Path = CACHE_DIR,
     network: str = NETWORK,
@@ -264,7 +265,7 @@ def compare(
     competition: str = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
-    as_json: bool = typer.Option(False, "--json", help="End with one JSON object on the last line."),
+    as_json: bool = AS_JSON,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss curves and paired differences to this PNG."),
 ) -> None:
     """Which experiments helped? Paired intervals with Holm-corrected p-values, and tests across seeds."""
