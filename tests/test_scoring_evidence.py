@@ -1,4 +1,4 @@
-"""Evidence and earned advantages through the validator's judge and its state: rounds, restarts, resets."""
+"""Evidence and earned advantages through the validator's judge and its state: windows, restarts, resets."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import pytest
 from subnet.competitions import DEFAULT_COMPETITIONS, AdvantageSchedule
 from subnet.eval.types import STATUS_OK, DocLosses, ScoreOutcome
 from subnet.validator import state as st
-from subnet.validator.context import ReadyModel
 from subnet.validator.state import ValidatorState
-from subnet.validator.weighting import judge
+from subnet.validator.judging import judge
 
 N_DOCS = 1_200
 TOKENS = np.clip(np.round(np.random.default_rng(0).lognormal(math.log(300), 1.0, N_DOCS)), 4, 4096).astype(np.int64)
@@ -49,23 +48,23 @@ def round_losses(rng, factors: dict[str, float], noise: float = 0.06) -> dict[st
     return {k: base * f * (1 + noise * TOKENS**-0.366 * rng.standard_normal(N_DOCS)) for k, f in factors.items()}
 
 
-def play(state, competition, factors, block, round_no, rng, failed: dict[str, str] | None = None,
-         failed_docs: dict[str, int] | None = None):
-    """One judged round over the current models, committed to the state like the round does."""
+def play(state, competition, factors, window, rng, failed: dict[str, str] | None = None,
+         failed_docs: dict[str, int] | None = None, block: int | None = None):
+    """One judged round on `window`'s documents, committed to the state as the round does."""
     models = {m.hotkey: m for m in state.models() if m.status == st.MODEL_VERIFIED}
     losses = round_losses(rng, factors)
     for key, count in (failed_docs or {}).items():
         losses[key][:count] = np.nan
     failed = failed or {}
-    ready = {k: ReadyModel(m, Path(m.model_dir), m.content_hash) for k, m in models.items() if k not in failed}
-    outcomes = {k: outcome(v) for k, v in losses.items() if k in ready}
-    j = judge(competition, models, ready, failed, outcomes, N_DOCS, block, 0.95,
-              evidence=state.pair_evidence("tiny"), earned=state.earned_advantages("tiny"),
-              previous_weights=state.ema("tiny"))
-    rid = state.start_round(block)
-    ema = {k: (1.0 if r == max(j.win_rates.values()) else 0.0) for k, r in j.win_rates.items()}
-    state.complete_scoring(rid, j.results, j.verdicts, {"tiny": {k: w for k, w in ema.items() if w > 0}},
-                           evidence=j.evidence, earned=j.earned)
+    outcomes = {k: outcome(v) for k, v in losses.items() if k not in failed}
+    keys = sorted(set(outcomes) | set(failed))
+    j = judge(competition, models, keys, failed, outcomes, 0.95, window=window, digest="d",
+              before=state.window_scores("tiny", window), stored_windows=state.scored_windows("tiny"),
+              stored_pairs=state.window_pairs("tiny"))
+    rid = state.start_round(block or window, window=window)
+    state.complete_scoring(rid, j.results, j.verdicts, {"tiny": {k: w for k, w in j.weights.items() if w > 0}},
+                           evidence=j.evidence, earned=j.earned, window_scores=j.window_scores,
+                           window_pairs=j.window_pairs, decided={"tiny"})
     return j
 
 
@@ -76,7 +75,7 @@ def test_evidence_accumulates_across_rounds_and_survives_a_restart(tmp_path):
     commit(state, "new", 200)
     rng = np.random.default_rng(1)
     factors = {"old": 1.0, "new": 1 - 0.0042}  # 0.02% beyond a fresh 0.4% advantage
-    first = play(state, AGE, factors, 300, 1, rng)
+    first = play(state, AGE, factors, 300, rng)
     assert not first.win_rates["new"] and first.evidence[0].rounds == 1
     state.close()
     state = ValidatorState(path)  # a restart: the pair's evidence is read back, not lost
@@ -84,19 +83,81 @@ def test_evidence_accumulates_across_rounds_and_survives_a_restart(tmp_path):
     assert (pair.earlier, pair.later, pair.rounds) == ("old", "new", 1)
     widths = [pair.acc_high - pair.acc_low]
     for r in range(2, 5):
-        play(state, AGE, factors, 300 + r, r, rng)
+        play(state, AGE, factors, 300 + 150 * (r - 1), rng)
         (pair,) = state.pair_evidence("tiny").values()
         assert pair.rounds == r
         widths.append(pair.acc_high - pair.acc_low)
-    assert widths == sorted(widths, reverse=True)  # each round narrows the accumulated interval
+    assert widths == sorted(widths, reverse=True)  # each window narrows the accumulated interval
     state.close()
+
+
+def test_a_round_repeated_within_one_window_adds_no_evidence(state):
+    commit(state, "old", 100)
+    commit(state, "new", 200)
+    rng = np.random.default_rng(11)
+    factors = {"old": 1.0, "new": 0.999}
+    play(state, AGE, factors, 300, rng)
+    before = state.window_pairs("tiny")
+    again = play(state, AGE, factors, 300, rng)  # the same window again (losses as a GPU would differ)
+    assert again.window_pairs == [] and again.window_scores == []
+    assert state.window_pairs("tiny") == before
+    (pair,) = state.pair_evidence("tiny").values()
+    assert pair.rounds == 1
+
+
+def test_a_resumed_or_restarted_round_cannot_add_its_window_twice(tmp_path):
+    path = tmp_path / "state.sqlite"
+    state = ValidatorState(path)
+    commit(state, "old", 100)
+    commit(state, "new", 200)
+    j = play(state, AGE, {"old": 1.0, "new": 0.999}, 300, np.random.default_rng(12))
+    state.close()
+    state = ValidatorState(path)  # a restart that writes the same window's rows again (a replayed commit)
+    rid = state.start_round(301, window=300)
+    state.complete_scoring(rid, [], [], {}, window_scores=j.window_scores, window_pairs=j.window_pairs)
+    ((key, stats),) = state.window_pairs("tiny").items()
+    assert [s.window for s in stats] == [300]
+    assert len(state.scored_windows("tiny")[key[0]]) == 1
+    state.close()
+
+
+def test_two_validators_fed_the_same_windows_in_another_order_with_a_restart_agree(tmp_path):
+    rng = np.random.default_rng(13)
+    factors = {"a": 1.0, "b": 0.996, "c": 0.996 * 0.999}
+    windows = {w: round_losses(rng, factors) for w in (300, 450, 600, 750, 900)}
+
+    def validator(path, order, restart_after):
+        state = ValidatorState(path)
+        for hk, block in (("a", 100), ("b", 150), ("c", 200)):
+            commit(state, hk, block)
+        for i, w in enumerate(order):
+            models = {m.hotkey: m for m in state.models()}
+            outcomes = {k: outcome(v) for k, v in windows[w].items()}
+            j = judge(EARNED, models, sorted(outcomes), {}, outcomes, 0.95, window=w, digest="d",
+                      before=state.window_scores("tiny", w), stored_windows=state.scored_windows("tiny"),
+                      stored_pairs=state.window_pairs("tiny"))
+            rid = state.start_round(1000 + i, window=w)
+            state.complete_scoring(rid, j.results, j.verdicts, {"tiny": j.weights}, evidence=j.evidence,
+                                   earned=j.earned, window_scores=j.window_scores, window_pairs=j.window_pairs,
+                                   decided={"tiny"})
+            if i == restart_after:
+                state.close()
+                state = ValidatorState(path)
+        result = (state.ema("tiny"), {r.hotkey: r.eps for r in state.earned_advantages("tiny").values()})
+        state.close()
+        return result
+
+    one = validator(tmp_path / "one.sqlite", [300, 450, 600, 750, 900], restart_after=-1)
+    two = validator(tmp_path / "two.sqlite", [900, 450, 300, 750, 600], restart_after=2)
+    assert one == two
+    assert max(one[0], key=one[0].get) in {"b", "c"}
 
 
 def test_a_new_commitment_resets_the_pairs_evidence(state):
     commit(state, "old", 100)
     commit(state, "new", 200)
     rng = np.random.default_rng(2)
-    play(state, AGE, {"old": 1.0, "new": 0.999}, 300, 1, rng)
+    play(state, AGE, {"old": 1.0, "new": 0.999}, 300, rng)
     assert len(state.pair_evidence("tiny")) == 1
     commit(state, "new", 250, ref="ns:new:def5678:h:tiny")  # the miner committed another model
     rid = state.start_round(400)
@@ -107,16 +168,17 @@ def test_a_new_commitment_resets_the_pairs_evidence(state):
 def test_first_model_holds_eps0_and_a_winner_earns_its_demonstrated_improvement(state):
     commit(state, "first", 100)
     rng = np.random.default_rng(3)
-    j = play(state, EARNED, {"first": 1.0}, 150, 1, rng)
+    j = play(state, EARNED, {"first": 1.0}, 150, rng)
     assert j.earned == [] and state.earned_advantages() == {}  # no leader to beat: nothing earned
     commit(state, "leap", 200)
-    j = play(state, EARNED, {"first": 1.0, "leap": 0.97}, 300, 2, rng)  # a 3% leap
+    j = play(state, EARNED, {"first": 1.0, "leap": 0.97}, 300, rng)  # a 3% leap
     (e,) = j.earned
     assert (e.hotkey, e.leader) == ("leap", "first") and e.eps == pytest.approx(0.01)  # clamped at the cap
+    assert j.champion == "leap"
     assert 0.02 < e.improvement_low < 0.03 < e.improvement_high
     commit(state, "nudge", 400)
-    j = play(state, EARNED, {"first": 1.0, "leap": 0.97, "nudge": 0.97 * (1 - 0.0125)}, 500, 3, rng)
-    (e2,) = j.earned
+    j = play(state, EARNED, {"first": 1.0, "leap": 0.97, "nudge": 0.97 * (1 - 0.0125)}, 500, rng)
+    e2 = next(e for e in j.earned if e.hotkey == "nudge")
     assert e2.leader == "leap"
     # A marginal win earns about what it showed beyond the leader's advantage: a little, never below the floor.
     assert 0.0005 <= e2.eps < 0.0125
@@ -127,41 +189,43 @@ def test_first_model_holds_eps0_and_a_winner_earns_its_demonstrated_improvement(
 def test_ties_and_losses_earn_nothing(state):
     commit(state, "a", 100)
     rng = np.random.default_rng(4)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", 200)
-    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 300, 2, rng)
+    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 300, rng)
     assert j.earned == [] and not j.win_rates["b"]
-    j = play(state, EARNED, {"a": 1.0, "b": 1.01}, 301, 3, rng)
+    j = play(state, EARNED, {"a": 1.0, "b": 1.01}, 450, rng)
     assert j.earned == []
 
 
 def test_a_win_by_the_leaders_failures_earns_only_the_floor(state):
     commit(state, "a", 100)
     rng = np.random.default_rng(5)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", 200)
-    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 301, 2, rng, failed_docs={"a": 3})
+    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 301, rng, failed_docs={"a": 3})
     (e,) = j.earned
     assert e.by_failures and e.eps == pytest.approx(0.0005) and e.improvement_low == 0.0
 
 
-def test_a_leader_that_could_not_be_scored_at_all_lets_nobody_earn(state):
+def test_a_leader_that_could_not_be_scored_keeps_its_standing_and_nobody_earns(state):
     commit(state, "a", 100)
     rng = np.random.default_rng(5)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", 200)
-    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 300, 2, rng, failed={"a": "timeout"})
-    assert j.win_rates["b"] == 1.0 and j.earned == []  # the leader was not compared at all: nothing shown
+    j = play(state, EARNED, {"a": 1.0, "b": 1.0}, 300, rng, failed={"a": "timeout"})
+    # The leader could not be scored (no window, no evidence): it keeps its standing, nobody earns.
+    assert j.champion == "a" and j.win_rates["b"] == 0.0 and j.earned == []
+    assert j.window_pairs == [] and [w.hotkey for w in j.window_scores] == ["b"]
 
 
 def test_what_was_earned_is_kept_when_the_beaten_leader_later_fails_and_only_the_first_win_counts(state):
     commit(state, "a", 100)
     rng = np.random.default_rng(6)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", 200)
-    (e,) = play(state, EARNED, {"a": 1.0, "b": 0.99}, 300, 2, rng).earned
-    play(state, EARNED, {"a": 1.0, "b": 0.99}, 301, 3, rng, failed={"a": "crashed"})
-    play(state, EARNED, {"a": 1.0, "b": 0.95}, 302, 4, rng)
+    (e,) = play(state, EARNED, {"a": 1.0, "b": 0.99}, 300, rng).earned
+    play(state, EARNED, {"a": 1.0, "b": 0.99}, 450, rng, failed={"a": "crashed"})
+    play(state, EARNED, {"a": 1.0, "b": 0.95}, 600, rng)
     (kept,) = [r for r in state.earned_advantages("tiny").values() if r.hotkey == "b"]
     assert kept.eps == pytest.approx(e.eps) and kept.leader == "a"
     reopened = ValidatorState(state.path)  # a restart reads what was earned, with the verdict that earned it
@@ -184,12 +248,12 @@ def test_the_earned_advantage_is_what_the_winner_holds_in_later_pairs(state):
     month = 4 * 50_400
     commit(state, "a", 100)
     rng = np.random.default_rng(7)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", month)  # a's advantage has decayed to 0.025% by now
-    (e,) = play(state, EARNED, {"a": 1.0, "b": 0.996}, month + 100, 2, rng).earned  # a modest 0.4% win
+    (e,) = play(state, EARNED, {"a": 1.0, "b": 0.996}, month + 100, rng).earned  # a modest 0.4% win
     assert 0.0005 < e.eps < 0.004
     commit(state, "c", month + 200)
-    j = play(state, EARNED, {"a": 1.0, "b": 0.996, "c": 0.996 * (1 - 0.007)}, month + 300, 3, rng)
+    j = play(state, EARNED, {"a": 1.0, "b": 0.996, "c": 0.996 * (1 - 0.007)}, month + 300, rng)
     (bc,) = [v for v in j.verdicts if (v.earlier, v.later) == ("b", "c")]
     assert bc.eps == pytest.approx(e.eps * 0.5 ** (300 / 50_400))  # b's earned advantage, not eps0
     assert bc.later_wins
@@ -234,10 +298,10 @@ def test_scores_table_api_and_cli_show_pair_intervals_and_where_each_advantage_c
     state = ValidatorState(tmp_path / "state.sqlite")
     commit(state, "a", 100)
     rng = np.random.default_rng(8)
-    play(state, EARNED, {"a": 1.0}, 150, 1, rng)
+    play(state, EARNED, {"a": 1.0}, 150, rng)
     commit(state, "b", 200)
     for r in (2, 3):
-        play(state, EARNED, {"a": 1.0, "b": 0.98}, 300 + r, r, rng)
+        play(state, EARNED, {"a": 1.0, "b": 0.98}, 150 * r, rng)
     competitions = {"tiny": EARNED}
     rows = {r["hotkey"]: r for r in scores_table(state, "tiny", 400, competitions)}
     assert rows["a"]["advantage"] == pytest.approx(0.004 * 0.5 ** (300 / 50_400))

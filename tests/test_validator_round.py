@@ -66,23 +66,6 @@ def test_seed_block_is_shared_within_a_window():
     assert seed_block(149, 150) == 0 and seed_block(150, 150) == 150 and seed_block(299, 150) == 150
 
 
-def test_smoothing_drops_copies_at_once_and_decays_failures():
-    from subnet.validator.config import ValidatorConfig
-    from subnet.validator.weighting import smoothed_weights
-
-    cfg = ValidatorConfig(ema_alpha=0.5)
-    previous = {"holder": 1.0}
-    registered = {"holder", "new", "copy"}
-    # The holder failed this round: it keeps part of its EMA rather than dropping to zero.
-    w = smoothed_weights({"holder": 0.0, "new": 1.0, "copy": 1.0}, previous, registered, cfg,
-                         excluded={"copy"}, zeroed={"holder"})
-    assert "copy" not in w or w["copy"] == 0.0
-    assert 0 < w["holder"] < 1 and w["new"] > 0
-    assert sum(w.values()) == pytest.approx(1.0)
-    # Deregistered hotkeys leave the EMA.
-    assert "holder" not in smoothed_weights({"new": 1.0}, previous, {"new"}, cfg)
-
-
 def test_cli_reports_bad_flags_and_reads_environment(monkeypatch, capsys):
     from subnet.validator.cli import run_from_argv
 

@@ -1,8 +1,8 @@
 """Several competitions at once: each competition's winner gets its reward share of the uid weights,
 and a competition with nothing to reward hands its share to the others (renormalised pro rata).
 
-Pure functions only, from per-document losses (real `compute_wins`) to the uid weights that go on
-chain (`smoothed_weights`, then `uid_weights`).
+Pure functions only, from per-document losses (a window's real statistic and the real decision,
+`subnet.scoring.decide`) to the uid weights that go on chain (`uid_weights`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ import pytest
 
 from subnet.chain.base import Metagraph, Neuron
 from subnet.competitions import DEFAULT_COMPETITIONS
-from subnet.validator.config import ValidatorConfig
-from subnet.validator.weighting import smoothed_weights, uid_weights
+from subnet.validator.weighting import uid_weights
 
 TINY = DEFAULT_COMPETITIONS["tiny"]
-CONFIG = ValidatorConfig(ema_alpha=0.5, softmax_temperature=0.01)
 # uid: hotkey. 'v' is the validator; a* compete in 'tiny-a', b* in 'tiny-b', c* in 'tiny-c'.
 METAGRAPH = Metagraph(1, 10_000, tuple(
     Neuron(uid=u, hotkey=hk, coldkey="c", stake=0.0, validator_permit=hk == "v")
@@ -31,15 +29,17 @@ def _competitions(**shares: float) -> dict:
     return {cid: dataclasses.replace(TINY, id=cid, reward_share=share) for cid, share in shares.items()}
 
 
-def _win_rates(prefix: str, later_loss: float, seed: int) -> dict[str, float]:
-    """Two models on the same 200 documents: '-old' committed at block 100, '-new' at block 5000."""
-    from subnet.scoring.wins import Candidate, compute_wins
+def _decision(prefix: str, later_loss: float, seed: int) -> dict[str, float]:
+    """Two models on one window's 200 documents: '-old' committed at block 100, '-new' at block 5000."""
+    from subnet.scoring.decide import Entry, decide
+    from subnet.scoring.windows import window_stat
 
     rng = np.random.default_rng(seed)
     base = rng.normal(3.0, 0.4, size=200)
-    earlier = Candidate(f"{prefix}-old", 100, base)
-    later = Candidate(f"{prefix}-new", 5000, base * later_loss + rng.normal(0, 0.01, size=200))
-    return compute_wins([earlier, later], 10_000, TINY.advantage).win_rates
+    stat = window_stat(9_900, base, base * later_loss + rng.normal(0, 0.01, size=200))
+    entries = [Entry(f"{prefix}-old", 100, f"{prefix}1", 1), Entry(f"{prefix}-new", 5000, f"{prefix}2", 1)]
+    weights = decide(entries, {(f"{prefix}-old", f"{prefix}-new"): [stat]}, TINY.advantage).weights
+    return {k: w for k, w in weights.items() if w > 0}
 
 
 def _uid_weights(ema: dict, competitions: dict) -> dict[int, float]:
@@ -50,11 +50,10 @@ def _uid_weights(ema: dict, competitions: dict) -> dict[int, float]:
 
 def test_two_competitions_split_the_weights_by_reward_share():
     competitions = _competitions(**{"tiny-a": 0.7, "tiny-b": 0.3})
-    rates_a = _win_rates("a", 0.9, seed=1)  # the newcomer is 10% better: it wins
-    rates_b = _win_rates("b", 1.0, seed=2)  # no better: the earlier model keeps the lead
-    assert rates_a["a-new"] > rates_a["a-old"] and rates_b["b-old"] > rates_b["b-new"]
-    ema = {"tiny-a": smoothed_weights(rates_a, {}, REGISTERED, CONFIG),
-           "tiny-b": smoothed_weights(rates_b, {}, REGISTERED, CONFIG)}
+    decided_a = _decision("a", 0.9, seed=1)  # the newcomer is 10% better: it wins
+    decided_b = _decision("b", 1.0, seed=2)  # no better: the earlier model keeps the lead
+    assert decided_a == {"a-new": 1.0} and decided_b == {"b-old": 1.0}
+    ema = {"tiny-a": decided_a, "tiny-b": decided_b}
     got = _uid_weights(ema, competitions)
     assert got[2] == pytest.approx(0.7) and got[3] == pytest.approx(0.3)  # a-new, b-old
     assert got.get(1, 0.0) == pytest.approx(0.0) and got.get(4, 0.0) == pytest.approx(0.0)
@@ -70,12 +69,8 @@ def test_shares_apply_to_each_competitions_normalised_ema():
 
 def test_a_competition_without_a_valid_model_gives_its_share_to_the_others():
     competitions = _competitions(**{"tiny-a": 0.7, "tiny-b": 0.3})
-    rates_a = _win_rates("a", 0.9, seed=1)
-    # Every model of tiny-b failed this round and none had earned an EMA before.
-    failed = {"b-old": 0.0, "b-new": 0.0}
-    ema_b = smoothed_weights(failed, {}, REGISTERED, CONFIG, zeroed=set(failed))
-    assert ema_b == {}
-    ema = {"tiny-a": smoothed_weights(rates_a, {}, REGISTERED, CONFIG), "tiny-b": ema_b}
+    # No model of tiny-b was ever scored: its decision holds nothing.
+    ema = {"tiny-a": _decision("a", 0.9, seed=1), "tiny-b": {}}
     assert _uid_weights(ema, competitions) == pytest.approx({2: 1.0})
     # With three competitions, the empty one's share is spread pro rata over the other two.
     three = _competitions(**{"tiny-a": 0.5, "tiny-b": 0.3, "tiny-c": 0.2})
@@ -90,13 +85,3 @@ def test_a_competition_whose_winner_left_falls_back_to_its_registered_models():
     assert _uid_weights(ema, competitions) == pytest.approx({1: 0.7, 3: 0.3})
     uids, _ = uid_weights(ema, METAGRAPH, competitions)
     assert set(uids) <= {n.uid for n in METAGRAPH.neurons}
-
-
-def test_a_failed_round_in_one_competition_leaves_the_others_share_alone():
-    """tiny-b's holder fails once: its EMA decays but still counts, so the 0.7/0.3 split holds."""
-    competitions = _competitions(**{"tiny-a": 0.7, "tiny-b": 0.3})
-    previous_b = {"b-old": 1.0}
-    ema_b = smoothed_weights({"b-old": 0.0}, previous_b, REGISTERED, CONFIG, zeroed={"b-old"})
-    assert 0 < ema_b["b-old"] <= 1.0
-    got = _uid_weights({"tiny-a": {"a-new": 1.0}, "tiny-b": ema_b}, competitions)
-    assert got == pytest.approx({2: 0.7, 3: 0.3})

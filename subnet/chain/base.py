@@ -51,6 +51,10 @@ class Neuron:
     validator_permit: bool
     last_update: int = 0  # block of the neuron's last weights update (or weights commit)
     block_at_registration: int = 0
+    # The last epoch's Yuma outputs (`subnet.scoring.yuma`): what the validators' consensus weights.
+    incentive: float = 0.0
+    consensus: float = 0.0
+    validator_trust: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ class Metagraph:
     @property
     def hotkeys(self) -> list[str]:
         return [n.hotkey for n in self.neurons]
+
+    def consensus_by_uid(self) -> dict[int, float]:
+        """The chain's consensus weight per uid (the clipping threshold of every validator's weights)."""
+        return {n.uid: n.consensus for n in self.neurons}
+
+    def incentive_by_hotkey(self) -> dict[str, float]:
+        """What the validators' consensus pays each hotkey: the models other validators weight."""
+        return {n.hotkey: n.incentive for n in self.neurons if n.incentive > 0}
 
 
 @dataclass(frozen=True)

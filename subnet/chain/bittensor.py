@@ -237,7 +237,8 @@ class BittensorChain:
         neurons = tuple(
             Neuron(uid=n.uid, hotkey=n.hotkey, coldkey=n.coldkey, stake=float(n.total_stake.amount),
                    validator_permit=bool(n.validator_permit), last_update=int(n.last_update),
-                   block_at_registration=int(n.block_at_registration))
+                   block_at_registration=int(n.block_at_registration), incentive=float(n.incentive or 0.0),
+                   consensus=float(n.consensus or 0.0), validator_trust=float(getattr(n, "validator_trust", 0) or 0.0))
             for n in graph.neurons
         )
         return Metagraph(netuid=self.netuid, block=int(graph.block), neurons=neurons)

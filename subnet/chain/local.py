@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from subnet.chain.base import ChainError, Commitment, Metagraph, Neuron, WeightsResult
 from subnet.chain.local_admin import (  # noqa: F401 - WeightSetting and the default re-exported
     DEFAULT_REVEAL_PERIOD,
@@ -190,7 +192,12 @@ class LocalChain(LocalChainAdmin):
                 "SELECT uid, hotkey, coldkey, stake, validator_permit, last_update, registered_at FROM neurons "
                 "ORDER BY uid"
             )
-        neurons = tuple(Neuron(uid, hk, ck, float(stake), bool(permit), int(last), int(registered))
+        self._reveal_now()
+        latest = self._read("SELECT validator, weights FROM weight_sets WHERE id IN "
+                            "(SELECT MAX(id) FROM weight_sets GROUP BY validator)")
+        epoch = _epoch(rows, {v: json.loads(ws) for v, ws in latest})
+        neurons = tuple(Neuron(uid, hk, ck, float(stake), bool(permit), int(last), int(registered),
+                               *epoch.get(uid, (0.0, 0.0, 0.0)))
                         for uid, hk, ck, stake, permit, last, registered in rows)
         return Metagraph(netuid=self.netuid, block=block, neurons=neurons)
 
@@ -303,3 +310,25 @@ class LocalChain(LocalChainAdmin):
 
     def __repr__(self) -> str:
         return f"LocalChain(path={str(self.path)!r}, netuid={self.netuid})"
+
+
+def _epoch(rows, latest: dict[str, list]) -> dict[int, tuple[float, float, float]]:
+    """Yuma over each validator's latest weights, as the runtime's epoch would compute it now:
+    uid -> (incentive, consensus, validator trust). The real chain runs it once a tempo; the local
+    one at every read, which only makes agreement visible sooner."""
+    from subnet.scoring.yuma import yuma
+
+    if not rows:
+        return {}
+    size = max(r[0] for r in rows) + 1
+    uid_of = {r[1]: r[0] for r in rows}
+    stake, permit, w = np.zeros(size), np.zeros(size, dtype=bool), np.zeros((size, size))
+    for uid, hk, _ck, st, pm, *_ in rows:
+        stake[uid], permit[uid] = float(st), bool(pm)
+    for validator, pairs in latest.items():
+        if validator in uid_of:
+            for u, x in pairs:
+                if 0 <= int(u) < size:
+                    w[uid_of[validator], int(u)] = float(x)
+    r = yuma(stake, w, permit)
+    return {int(u): (float(r.incentive[u]), float(r.consensus[u]), float(r.validator_trust[u])) for u in uid_of.values()}

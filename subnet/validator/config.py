@@ -47,8 +47,8 @@ class ValidatorConfig:
     eligibility_margin_blocks: int = 10
     weights_interval_blocks: int = 100  # set weights at most this often (and never faster than the chain allows)
     weights_retries: int = 3
-    ema_alpha: float = 0.5
-    softmax_temperature: float = 0.01
+    # Past windows a round may score when the current one has nothing left to score (catch-up, backfill).
+    backfill_windows: int = 8
     confidence: float = 0.95
     min_free_disk_bytes: int = 5 * 1024**3
     scoring_mode: str = "worker"  # worker: one process per model (isolation) | inprocess: devnet and tests
@@ -98,8 +98,8 @@ class ValidatorConfig:
             raise ValueError(f"fetch_timeout_per_model_s must be positive, got {self.fetch_timeout_per_model_s}")
         if self.max_models_per_round <= 0:
             raise ValueError(f"max_models_per_round must be positive, got {self.max_models_per_round}")
-        if not (0 < self.ema_alpha <= 1):
-            raise ValueError(f"ema_alpha must be in (0, 1], got {self.ema_alpha}")
+        if self.backfill_windows < 0:
+            raise ValueError(f"backfill_windows must not be negative, got {self.backfill_windows}")
         if self.scoring_mode not in ("worker", "inprocess"):
             raise ValueError(f"scoring_mode must be 'worker' or 'inprocess', got {self.scoring_mode!r}")
         if not (0 <= self.api_port < 65536):

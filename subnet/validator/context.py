@@ -66,6 +66,7 @@ class RoundSummary:
     resumed: bool = False  # this run finished a round an earlier run had started
     n_due: int = 0  # models scheduled
     n_evaluated: int = 0  # of those, how many got a verdict (scored, or failed for good)
+    window: int | None = None  # the seed block whose documents the round scored
 
 
 @dataclass

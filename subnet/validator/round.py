@@ -10,6 +10,7 @@ records and retries next time.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -51,15 +52,10 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
-from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
+from subnet.validator.judging import Judgement, judge
+from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
-from subnet.validator.weighting import (
-    Judgement,
-    carried_ema,
-    judge,
-    new_registrations,
-    smoothed_weights,
-)
+from subnet.validator.weighting import carried_ema, new_registrations
 from subnet.validator.weights_setting import finish_weights, set_weights, weights_due
 
 log = logging.getLogger(__name__)
@@ -75,23 +71,60 @@ __all__ = [  # the round's public names, re-exported so callers import them from
 
 
 def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
-         fresh: set[str] = frozenset()) -> Schedule:
-    """`fresh` hotkeys (re-registered since the last round) are planned without their stale EMA."""
+         fresh: set[str] = frozenset(), *, window: int | None = None,
+         chain_weights: Mapping[str, float] | None = None) -> Schedule:
+    """The round's models for `window` (default: the current one), leaving out those already scored in it.
+
+    `fresh` hotkeys (re-registered since the last round) are planned without their stale weight;
+    `chain_weights` (the incentive the chain's consensus pays) puts the models other validators
+    weight among the holders. A past window (backfill) takes only models that predate its seed block.
+    """
     cfg = deps.config
+    current = seed_block(block, cfg.seed_window_blocks)
+    window = current if window is None else window
     weights = {cid: {k: v for k, v in state.ema(cid).items() if k not in fresh} for cid in deps.competitions}
+    done = {cid: set(state.window_scores(cid, window)) for cid in deps.competitions}
+    # Backfill scores the models in play now (scored in the current window, or holding weight) on older documents.
+    in_play = {i for cid in deps.competitions for i in state.window_scores(cid, current)} if window != current else None
     candidates = [
         SchedulingCandidate(
             key=m.hotkey, competition=m.competition, commit_block=m.block,
             weight=weights[m.competition].get(m.hotkey, 0.0), last_evaluated_round=m.last_round,
+            chain_weight=(chain_weights or {}).get(m.hotkey, 0.0),
         )
         for m in models.values()
         if m.competition in deps.competitions and m.status in (st.MODEL_PENDING, st.MODEL_VERIFIED, st.MODEL_RETRY)
         and not m.parked()  # repeated transient failures: put off with backoff (state.models.park_seconds)
+        and m.id not in done[m.competition]  # a window's documents are scored once per model
+        and eligible_for_window(m.block, window, cfg.eligibility_margin_blocks)
+        and (in_play is None or m.id in in_play or weights[m.competition].get(m.hotkey, 0.0) > 0
+             or (chain_weights or {}).get(m.hotkey, 0.0) > 0)
     ]
     return schedule_round(
-        candidates, block, cfg.max_models_per_round, window=cfg.seed_window_blocks,
+        candidates, block if window == current else window + cfg.seed_window_blocks,
+        cfg.max_models_per_round, window=cfg.seed_window_blocks,
         margin=cfg.eligibility_margin_blocks, min_revisits=cfg.min_revisits_per_round,
     )
+
+
+def plan_window(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
+                fresh: set[str], chain_weights: Mapping[str, float]) -> tuple[int, Schedule]:
+    """The window this round scores: the current one while it has models left, else the newest past
+    window (up to `backfill_windows` back) that lacks a score of a model that decides the weights."""
+    cfg = deps.config
+    current = seed_block(block, cfg.seed_window_blocks)
+    schedule = plan(state, models, block, deps, fresh, chain_weights=chain_weights)
+    if any(schedule.selected.values()):
+        return current, schedule
+    for back in range(1, cfg.backfill_windows + 1):
+        window = current - back * cfg.seed_window_blocks
+        if window < 0:
+            break
+        past = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
+        if any(past.selected.values()):
+            log.info("the current window is scored; backfilling window %d (%d back)", window, back)
+            return window, past
+    return current, schedule
 
 
 # ----------------------------------------------------------------------------- the round
@@ -99,9 +132,10 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
 
 def evaluate_competition(
     deps: RoundDeps, round_id: int, competition: Competition, keys: Sequence[str],
-    models: Mapping[str, ModelRecord], seed: str, block: int, done: Mapping[str, ScoreOutcome] | None = None,
+    models: Mapping[str, ModelRecord], seed: str, window: int, done: Mapping[str, ScoreOutcome] | None = None,
 ) -> tuple[CompetitionOutcome, Judgement | None]:
-    """Fetch, score and judge one competition's models. `done`: outcomes this round already has (a resume)."""
+    """Fetch, score and judge one competition's models on `window`'s documents (chosen by `seed`, the
+    hash of its seed block). `done`: outcomes this round already has (a resume)."""
     outcome = CompetitionOutcome(competition.id)
     done = {k: v for k, v in (done or {}).items() if k in keys}
     ready, fetch_failed = _prepare(deps, models, [k for k in keys if k not in done], competition)
@@ -132,13 +166,15 @@ def evaluate_competition(
             # Failed while we were stopping (a signal may have reached the worker): no verdict; resumed later.
             raise RoundAborted(f"stop requested while {key} was scored ({scores[key].error})")
         _record_outcome(deps, round_id, competition, models[key], scores[key])
-    judgement = judge(competition, models, ready, fetch_failed, scores, len(docs), block, deps.config.confidence,
-                      groups=document_sources(docs, competition), evidence=deps.state.pair_evidence(competition.id),
-                      earned=deps.state.earned_advantages(competition.id), previous_weights=deps.state.ema(competition.id))
+    # Verified this round: the content hashes copies are told by are known only now.
+    models = {**models, **{k: dataclasses.replace(models[k], content_hash=r.content_hash or models[k].content_hash)
+                           for k, r in ready.items()}}
+    judgement = _judge(deps, competition, models, sorted(set(ready) | set(fetch_failed)), fetch_failed, scores,
+                       window, round_data.digest, document_sources(docs, competition))
     ok = [s for s in scores.values() if s.losses is not None]
     outcome.scored = len(ok)
     outcome.tokens_per_s = float(np.mean([s.tokens_per_s for s in ok])) if ok else 0.0
-    outcome.failed.update({k: v for k, v in judgement.failed.items() if k not in outcome.failed})
+    outcome.failed.update({k: v for k, v in judgement.failed.items() if k in scores and k not in outcome.failed})
     outcome.win_rates = judgement.win_rates
     outcome.copies = judgement.copies
     outcome.mean_loss = {r.hotkey: r.mean_loss for r in judgement.results if r.mean_loss is not None}
@@ -146,6 +182,22 @@ def evaluate_competition(
         1 for k, s in done.items() if s.losses is not None))
     deps.metrics.tokens_per_s.labels(competition=competition.id).set(outcome.tokens_per_s)
     return outcome, judgement
+
+
+def _judge(deps: RoundDeps, competition: Competition, models: Mapping[str, ModelRecord], keys: Sequence[str],
+           fetch_failed: Mapping[str, str], scores: Mapping[str, ScoreOutcome], window: int, digest: str,
+           groups) -> Judgement:
+    """This window's evidence joins the stored windows; a window whose documents changed starts afresh."""
+    state = deps.state
+    before = state.window_scores(competition.id, window)
+    if any(s.digest not in (None, digest) for s in before.values()):
+        log.warning("window %d of %s: the documents differ from the ones scored earlier in it; its earlier "
+                    "scores are dropped (not comparable)", window, competition.id)
+        state.forget_window(competition.id, window)
+        before = {}
+    return judge(competition, models, keys, fetch_failed, scores, deps.config.confidence, window=window,
+                 digest=digest, groups=groups, before=before, stored_windows=state.scored_windows(competition.id),
+                 stored_pairs=state.window_pairs(competition.id))
 
 
 def _prepare(deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str],
@@ -174,7 +226,7 @@ def _recorded_digest(deps: RoundDeps, round_id: int, competition: str) -> str | 
 
 
 def run_round(deps: RoundDeps) -> RoundSummary:
-    """Read the chain, evaluate every competition, commit results with the EMA, then set weights.
+    """Read the chain, evaluate every competition on one window, commit the decisions, then set weights.
 
     A round that stopped part-way is resumed (same round, seed, documents and models) before a new one starts.
     """
@@ -182,50 +234,44 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     snapshot = read_chain(deps.chain)
     state = deps.state
     resumed = round_to_resume(deps, snapshot.block)
+    models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
+    clean_model_cache(deps, models)
+    registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
+    fresh = _fresh_registrations(state, registered)
     if resumed is not None:
         round_id, block, seed = resumed.id, resumed.block, resumed.seed
+        window = resumed.window if resumed.window is not None else seed_block(block, deps.config.seed_window_blocks)
         state.resume_round(round_id)
-        log.info("resuming round %d (block %d, seed %s) where it stopped", round_id, block, seed)
+        log.info("resuming round %d (block %d, window %d) where it stopped", round_id, block, window)
+        selected = planned_keys(deps, round_id, models)
     else:
         block = snapshot.block
-        seed = deps.chain.block_hash(seed_block(block, deps.config.seed_window_blocks))
-        round_id = state.start_round(block, seed)
-        log.info("round %d started at block %d (seed block %d)", round_id, block,
-                 seed_block(block, deps.config.seed_window_blocks))
+        window, schedule = plan_window(state, models, block, deps, fresh, snapshot.metagraph.incentive_by_hotkey())
+        seed = deps.chain.block_hash(window)
+        round_id = state.start_round(block, seed, window)
+        selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
+        state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
+        log.info("round %d started at block %d (window %d): %d model(s) to score", round_id, block, window,
+                 sum(len(k) for k in selected.values()))
     try:
-        models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
-        clean_model_cache(deps, models)
-        registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
-        fresh = _fresh_registrations(state, registered)
-        if resumed is not None:
-            selected = planned_keys(deps, round_id, models)
-        else:
-            selected = {cid: list(keys) for cid, keys in plan(state, models, block, deps, fresh).selected.items()}
-            state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
-        outcomes, results, verdicts, new_ema, evaluated, evidence, earned = {}, [], [], {}, [], [], []
+        outcomes, judgements, n_due, n_evaluated = _evaluate_all(deps, round_id, selected, models, seed, window,
+                                                                 resumed is not None)
+        new_ema = {}
         for cid in sorted(deps.competitions):
-            competition = deps.competitions[cid]
-            keys = selected.get(cid, ())
-            done = done_scores(deps, round_id, cid, models) if resumed is not None else {}
-            outcome, judgement = evaluate_competition(deps, round_id, competition, keys, models, seed, block, done)
-            outcomes[cid] = outcome
-            # Deregistered hotkeys leave the EMA; re-registered ones (and new hotkeys at reused uids) start at 0.
             previous = carried_ema(state.ema(cid), registered, fresh)
-            if judgement is None:
-                new_ema[cid] = previous
+            judgement = judgements.get(cid)
+            if judgement is None or judgement.champion is None:
+                new_ema[cid] = previous  # nothing judged: the last decision stands
                 continue
-            results += judgement.results
-            verdicts += judgement.verdicts
-            evidence += judgement.evidence
-            earned += judgement.earned
-            new_ema[cid] = smoothed_weights(judgement.win_rates, previous, set(registered), deps.config,
-                                            excluded=set(judgement.copies), zeroed=set(outcome.failed))
-            outcome.ema = new_ema[cid]
-            evaluated += [models[k].id for k in keys if k in models]
-        n_due = sum(len(keys) for keys in selected.values())
-        n_evaluated = _count_verdicts(state, results, [models[k].id for keys in selected.values() for k in keys])
-        state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered,
-                               evidence=evidence, earned=earned, n_due=n_due, n_evaluated=n_evaluated)
+            new_ema[cid] = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
+            outcomes[cid].ema = new_ema[cid]
+        done = list(judgements.values())
+        state.complete_scoring(
+            round_id, [r for j in done for r in j.results], [v for j in done for v in j.verdicts], new_ema,
+            [models[k].id for keys in selected.values() for k in keys if k in models], registered=registered,
+            evidence=[e for j in done for e in j.evidence], earned=[e for j in done for e in j.earned],
+            n_due=n_due, n_evaluated=n_evaluated, window_scores=[w for j in done for w in j.window_scores],
+            window_pairs=[p for j in done for p in j.window_pairs], decided=set(judgements))
         forget_unsaved(deps, round_id)
     except BaseException as e:
         _stop_round(deps, round_id, e)
@@ -233,7 +279,24 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     _apply_retention(deps)
     weights_status = finish_weights(deps, round_id, snapshot.metagraph, snapshot.block)
     return RoundSummary(round_id, block, seed, outcomes, weights_status, time.perf_counter() - started,
-                        resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated)
+                        resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated, window=window)
+
+
+def _evaluate_all(deps: RoundDeps, round_id: int, selected: Mapping[str, Sequence[str]],
+                  models: Mapping[str, ModelRecord], seed: str, window: int, resumed: bool):
+    outcomes, judgements, results = {}, {}, []
+    for cid in sorted(deps.competitions):
+        keys = selected.get(cid, ())
+        done = done_scores(deps, round_id, cid, models) if resumed else {}
+        outcome, judgement = evaluate_competition(deps, round_id, deps.competitions[cid], keys, models, seed,
+                                                  window, done)
+        outcomes[cid] = outcome
+        if judgement is not None:
+            judgements[cid] = judgement
+            results += judgement.results
+    n_due = sum(len(keys) for keys in selected.values())
+    n_evaluated = _count_verdicts(deps.state, results, [models[k].id for keys in selected.values() for k in keys])
+    return outcomes, judgements, n_due, n_evaluated
 
 
 def _count_verdicts(state: ValidatorState, results: Sequence, due_ids: Sequence[int]) -> int:

@@ -6,7 +6,12 @@ must be seen soon, and the rest are revisited oldest-first, because an old model
 their advantage over time and the old model can win again.
 
 A commitment is only eligible once it is older than the data-seed window plus a margin, so that
-no model can have been tuned on the documents chosen by a block hash it already knew.
+no model can have been tuned on the documents chosen by a block hash it already knew; a past
+window (a backfill round) only takes models committed at least `margin` blocks before its seed block.
+
+Holders are the models this validator's decision weights *and* those the chain's consensus pays
+(`chain_weight`, the incentive other validators give): a fresh or reset validator scores the
+consensus leader in its very first round instead of finding it an hour later.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ class SchedulingCandidate:
     key: str  # the hotkey
     competition: str
     commit_block: int
-    weight: float = 0.0  # current EMA weight
+    weight: float = 0.0  # this validator's current weight
     last_evaluated_round: int | None = None  # None: never evaluated under this commitment
+    chain_weight: float = 0.0  # the incentive the chain's consensus gives this hotkey
+
+    @property
+    def held(self) -> float:
+        return max(self.weight, self.chain_weight)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,11 @@ class Schedule:
 def is_eligible(commit_block: int, current_block: int, window: int = 150, margin: int = 10) -> bool:
     """A commitment may be evaluated once `commit_block + window + margin <= current_block`."""
     return commit_block + window + margin <= current_block
+
+
+def eligible_for_window(commit_block: int, window_block: int, margin: int = 10) -> bool:
+    """A commitment may be scored on a window's documents only if it predates the seed block by `margin`."""
+    return commit_block + margin < window_block
 
 
 def schedule_round(
@@ -75,8 +90,8 @@ def schedule_round(
 
 
 def _choose(pool: Sequence[SchedulingCandidate], limit: int, min_revisits: int) -> list[str]:
-    holders = sorted((c for c in pool if c.weight > 0), key=lambda c: (-c.weight, c.key))
-    rest = [c for c in pool if c.weight <= 0]
+    holders = sorted((c for c in pool if c.held > 0), key=lambda c: (-c.held, c.key))
+    rest = [c for c in pool if c.held <= 0]
     new = sorted((c for c in rest if c.last_evaluated_round is None), key=lambda c: (c.commit_block, c.key))
     old = sorted(
         (c for c in rest if c.last_evaluated_round is not None),

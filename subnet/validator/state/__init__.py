@@ -47,11 +47,12 @@ from subnet.validator.state.retention import Pruned, RetentionMixin  # noqa: F40
 from subnet.validator.state.rounds import RoundsMixin
 from subnet.validator.state.schema import MIGRATIONS, SCHEMA_VERSION  # noqa: F401
 from subnet.validator.state.weights import WeightAttemptsMixin
+from subnet.validator.state.windows import WindowPair, WindowScore, WindowsMixin  # noqa: F401
 
 
 class ValidatorState(
     ModelsMixin, RoundsMixin, HistoryMixin, RegistrationsMixin, WeightAttemptsMixin, RecoveryMixin, EvidenceMixin,
-    RetentionMixin,
+    RetentionMixin, WindowsMixin,
     StateBase,
 ):
     """Typed access to the state database. Thread-safe: the status API reads from another thread."""

@@ -1,4 +1,4 @@
-"""Evidence that outlives a round: each pair's pooled statistics, and the advantage each model earned.
+"""The current decision's view of each pair (pooled evidence, verdict) and the advantages models hold.
 
 Keyed by model id (one commitment), not hotkey: a miner who commits a new model gets a new id, so
 the pair's evidence starts afresh and an earned advantage does not carry over to a different
@@ -69,8 +69,12 @@ def _earned(r: sqlite3.Row) -> EarnedRecord:
 
 
 def write_evidence(db: sqlite3.Connection, round_id: int, evidence: Iterable[EvidenceRecord],
-                   earned: Iterable[EarnedRecord]) -> None:
-    """Inside the caller's transaction: upsert pairs, keep the first earned advantage, drop stale pairs."""
+                   earned: Iterable[EarnedRecord], decided: Iterable[str] = ()) -> None:
+    """Inside the caller's transaction: the `decided` competitions' pairs and earned advantages are
+    replaced by this round's decision (derived from the windows, so nothing is lost by replacing)."""
+    for competition in sorted(set(decided)):
+        db.execute("DELETE FROM pair_evidence WHERE competition = ?", (competition,))
+        db.execute("DELETE FROM earned_advantage WHERE competition = ?", (competition,))
     db.executemany(
         "INSERT OR REPLACE INTO pair_evidence (competition, earlier_id, later_id, earlier, later, weighted_sum,"
         " information, rounds, eps, acc_low, acc_high, later_wins, round_id, rho)"
@@ -79,8 +83,8 @@ def write_evidence(db: sqlite3.Connection, round_id: int, evidence: Iterable[Evi
           float(e.information), int(e.rounds), _finite_or_none(e.eps), _finite_or_none(e.acc_low),
           _finite_or_none(e.acc_high), int(bool(e.later_wins)), round_id, float(e.rho)) for e in evidence],
     )
-    db.executemany(  # only the first win over a leader counts: never overwrite
-        "INSERT OR IGNORE INTO earned_advantage (competition, model_id, hotkey, eps, leader, leader_id,"
+    db.executemany(
+        "INSERT OR REPLACE INTO earned_advantage (competition, model_id, hotkey, eps, leader, leader_id,"
         " improvement_low, improvement_high, rounds, by_failures, round_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(e.competition, e.model_id, e.hotkey, float(e.eps), e.leader, e.leader_id, float(e.improvement_low),
           float(e.improvement_high), int(e.rounds), int(bool(e.by_failures)), round_id) for e in earned],

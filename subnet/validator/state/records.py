@@ -73,6 +73,7 @@ class RoundRecord:
     finished_at: float | None
     n_due: int | None = None  # models scheduled for evaluation (None: recorded before migration 8)
     n_evaluated: int | None = None  # of those, how many got a verdict (scored, or failed for good)
+    window: int | None = None  # the seed block whose documents it scored (None: before migration 9)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ def _round(r: sqlite3.Row) -> RoundRecord:
     keys = r.keys()
     return RoundRecord(int(r["id"]), int(r["block"]), r["seed"], r["status"], r["error"], float(r["started_at"]),
                        r["finished_at"], r["n_due"] if "n_due" in keys else None,
-                       r["n_evaluated"] if "n_evaluated" in keys else None)
+                       r["n_evaluated"] if "n_evaluated" in keys else None,
+                       r["window_block"] if "window_block" in keys else None)
 
 
 def _result(r: sqlite3.Row) -> ResultRow:

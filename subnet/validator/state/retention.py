@@ -43,6 +43,8 @@ class RetentionMixin:
             with self.transaction() as db:
                 losses = db.execute("UPDATE results SET losses = NULL WHERE round_id < ? AND losses IS NOT NULL",
                                     (loss_cut,)).rowcount
+                db.execute("UPDATE window_scores SET losses = NULL WHERE round_id < ? AND losses IS NOT NULL",
+                           (loss_cut,))
         if summary_cut is not None:
             with self.transaction() as db:
                 results = db.execute(

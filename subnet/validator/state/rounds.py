@@ -23,6 +23,7 @@ from subnet.validator.state.records import (
     _round,
 )
 from subnet.validator.state.evidence import EarnedRecord, EvidenceRecord, write_evidence
+from subnet.validator.state.windows import WindowPair, WindowScore, write_windows
 
 # The results columns `/scores` reads: everything but the per-document losses (the bulk of the table).
 _SUMMARY_COLUMNS = ("round_id, competition, hotkey, uid, model_id, mean_loss, ci_low, ci_high, n_docs, tokens_per_s,"
@@ -32,11 +33,12 @@ from subnet.validator.state.registrations import _record_registrations
 
 class RoundsMixin:
     # ---- rounds -----------------------------------------------------------------------------
-    def start_round(self, block: int, seed: str | None = None) -> int:
+    def start_round(self, block: int, seed: str | None = None, window: int | None = None) -> int:
+        """`window`: the seed block whose documents the round scores (None: not recorded)."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO rounds (block, seed, status, started_at) VALUES (?, ?, ?, ?)",
-                (block, seed, ROUND_STARTED, time.time()),
+                "INSERT INTO rounds (block, seed, status, started_at, window_block) VALUES (?, ?, ?, ?, ?)",
+                (block, seed, ROUND_STARTED, time.time(), window),
             )
             return int(cur.lastrowid)
 
@@ -136,11 +138,15 @@ class RoundsMixin:
         *,
         n_due: int | None = None,
         n_evaluated: int | None = None,
+        window_scores: Iterable[WindowScore] = (),
+        window_pairs: Iterable[WindowPair] = (),
+        decided: Iterable[str] = (),
     ) -> None:
         """Results, verdicts and the new EMA land together, or not at all (the EMA is applied once).
 
-        So do the pairs' pooled `evidence` and the advantages models `earned`: a round's evidence
-        is counted exactly once, even if the daemon dies right after.
+        So do the window's scores and pair statistics (`window_*`, kept once per window) and, for the
+        `decided` competitions, the decision's pooled `evidence` and `earned` advantages (replaced
+        whole: they are recomputed from the windows every round).
 
         `registered` (hotkey -> uid of the round's metagraph) is recorded in the same transaction, so
         the registrations the next round compares against are exactly those this EMA was built on.
@@ -178,7 +184,8 @@ class RoundsMixin:
                     "INSERT INTO ema (competition, hotkey, weight, round_id) VALUES (?, ?, ?, ?)",
                     [(competition, hk, float(w), round_id) for hk, w in weights.items()],
                 )
-            write_evidence(db, round_id, evidence, earned)
+            write_windows(db, round_id, window_scores, window_pairs)
+            write_evidence(db, round_id, evidence, earned, decided)
             ids = list(evaluated_model_ids)
             db.executemany("UPDATE models SET last_round = ? WHERE id = ?", [(round_id, i) for i in ids])
             db.execute("UPDATE rounds SET status = ?, n_due = ?, n_evaluated = ? WHERE id = ?",

@@ -275,10 +275,58 @@ def _m8_resumable_rounds(db: sqlite3.Connection) -> None:
     )
 
 
+
+
+
+def _m9_windows(db: sqlite3.Connection) -> None:
+    """Evidence keyed by seed window (issue 25): each model's losses once per window, each pair's
+    statistic once per window, and the window each round scored (a backfill round scores an older one).
+
+    `window_scores` keeps which models were scored in which window (losses until retention drops
+    them); `window_pairs` keeps one statistic per pair and window, the public evidence decisions
+    are folded from. Both are keyed so that a window can never count twice.
+    """
+    columns = {r[1] for r in db.execute("PRAGMA table_info(rounds)")}
+    if "window_block" not in columns:
+        db.execute("ALTER TABLE rounds ADD COLUMN window_block INTEGER")
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS window_scores (
+            competition TEXT NOT NULL,
+            window_block INTEGER NOT NULL,
+            model_id INTEGER NOT NULL,
+            hotkey TEXT NOT NULL,
+            n_docs INTEGER NOT NULL,
+            n_finite INTEGER NOT NULL,
+            digest TEXT,
+            round_id INTEGER,
+            losses BLOB,
+            PRIMARY KEY (competition, window_block, model_id)
+        );
+        CREATE TABLE IF NOT EXISTS window_pairs (
+            competition TEXT NOT NULL,
+            window_block INTEGER NOT NULL,
+            earlier_id INTEGER NOT NULL,
+            later_id INTEGER NOT NULL,
+            log_ratio REAL,
+            variance REAL,
+            n INTEGER NOT NULL,
+            earlier_failed INTEGER NOT NULL,
+            later_failed INTEGER NOT NULL,
+            round_id INTEGER,
+            PRIMARY KEY (competition, window_block, earlier_id, later_id)
+        );
+        CREATE INDEX IF NOT EXISTS window_pairs_pair ON window_pairs (competition, earlier_id, later_id)
+        """
+    )
+
+
 # Append only. Never edit a migration that has shipped: add a new one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _m1_initial, _m2_meta, _m3_registrations, _m4_weights_commits, _m5_model_backoff, _m6_round_data_identity,
     _m7_evidence_and_one_loss,
     _m8_resumable_rounds,
+    _m9_windows,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
