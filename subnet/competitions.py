@@ -90,6 +90,9 @@ class Competition:
     sources: tuple[WeightedSource, ...] = ()
     # Rounds of evidence around which the cross-round test is tightest (scoring/sequential.py).
     design_rounds: float = 3.0
+    # Count only every n-th seed window as evidence (1: all). Validators of different speeds then judge
+    # on the same windows (scripts/simulate_consensus.py measures the trade: agreement vs speed).
+    evidence_stride: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -141,6 +144,8 @@ def _validate(c: Competition) -> None:
         fail("advantage.cap", f"must satisfy 0 <= min_earned <= cap < 1, got {a.min_earned} and {a.cap}")
     if not (0 < c.design_rounds <= 10_000):
         fail("design_rounds", f"must be in (0, 10000], got {c.design_rounds}")
+    if not (isinstance(c.evidence_stride, int) and 1 <= c.evidence_stride <= 48):
+        fail("evidence_stride", f"must be an integer in [1, 48], got {c.evidence_stride!r}")
     if not isinstance(c.sources, tuple) or not all(
         isinstance(src, WeightedSource) and isinstance(src.dataset, str) and src.dataset
         and isinstance(src.weight, Real) and not isinstance(src.weight, bool)

@@ -88,8 +88,20 @@ def decide(
     schedule: AdvantageSchedule,
     confidence: float = 0.95,
     design_rounds: float = DEFAULT_DESIGN_ROUNDS,
+    *,
+    all_pairs: bool = True,
+    stride: int = 1,
+    window_blocks: int = 150,
 ) -> Decision:
-    """The competition's decision from its models and their pairs' windows (keyed (earlier, later))."""
+    """The competition's decision from its models and their pairs' windows (keyed (earlier, later)).
+
+    The weights need only the chain's pairs; `all_pairs` also judges every other pair, for the win
+    rates the tables show (a simulator of many validators leaves it off: the weights are the same).
+    `stride` > 1 counts only every stride-th window (`counted_window`): validators of different
+    speeds then judge on the same windows, at the price of slower decisions.
+    """
+    if stride > 1:
+        stats = _StrideView(stats, stride, window_blocks)
     ordered = sorted(entries, key=lambda e: e.birth)
     if len({e.key for e in ordered}) != len(ordered):
         raise ValueError("duplicate model keys in one competition")
@@ -105,7 +117,7 @@ def decide(
     by_key = {e.key: e for e in valid}
     _walk_chain(out, valid, stats, schedule, confidence, design_rounds)
     wins = {e.key: 0 for e in valid}
-    for earlier, later in combinations(valid, 2):
+    for earlier, later in (combinations(valid, 2) if all_pairs else ()):
         verdict = out.verdicts.get((earlier.key, later.key))
         if verdict is None:
             eps_at = _eps_at(earlier, schedule, out.earned.get(earlier.key))
@@ -117,6 +129,19 @@ def decide(
         out.win_rates[e.key] = (wins[e.key] / opponents if opponents else 1.0) if e.key in by_key else 0.0
     out.weights = {e.key: (1.0 if e.key == out.champion else 0.0) for e in ordered}
     return out
+
+
+def counted_window(window: int, stride: int = 1, window_blocks: int = 150) -> bool:
+    """Whether a window's evidence counts: every `stride`-th seed window, the same for every validator."""
+    return stride <= 1 or (window // window_blocks) % stride == 0
+
+
+class _StrideView:
+    def __init__(self, stats, stride: int, window_blocks: int) -> None:
+        self.stats, self.stride, self.window_blocks = stats, stride, window_blocks
+
+    def get(self, pair, default=()):
+        return [s for s in self.stats.get(pair, default) if counted_window(s.window, self.stride, self.window_blocks)]
 
 
 def _walk_chain(out: Decision, valid: Sequence[Entry], stats, schedule, confidence, design_rounds) -> None:

@@ -89,7 +89,8 @@ def window_evidence(competition: Competition, window: int, digest: str | None, m
 
 def decide_competition(competition: Competition, models: Mapping[str, ModelRecord],
                        windows: Mapping[int, list[WindowScore]],
-                       pairs: Mapping[tuple[int, int], list[WindowStat]], confidence: float) -> Decision:
+                       pairs: Mapping[tuple[int, int], list[WindowStat]], confidence: float,
+                       window_blocks: int = 150) -> Decision:
     """The decision over the competition's current models from their stored (and new) windows."""
     ids = {m.id: k for k, m in models.items() if m.competition == competition.id}
     entries = []
@@ -103,7 +104,8 @@ def decide_competition(competition: Competition, models: Mapping[str, ModelRecor
             failed = f"all {seen[-1].n_docs} documents failed in window {seen[-1].window}"
         entries.append(Entry(key, m.block, m.content_hash, len(seen), failed))
     stats = {(ids[e], ids[l]): v for (e, l), v in pairs.items() if e in ids and l in ids}
-    return decide(entries, stats, competition.advantage, confidence, competition.design_rounds)
+    return decide(entries, stats, competition.advantage, confidence, competition.design_rounds,
+                  stride=competition.evidence_stride, window_blocks=window_blocks)
 
 
 def merge_windows(stored: Mapping[int, list[WindowScore]], new: list[WindowScore]) -> dict[int, list[WindowScore]]:
@@ -169,7 +171,8 @@ def judge(competition: Competition, models: Mapping[str, ModelRecord], keys, fet
           outcomes: Mapping[str, ScoreOutcome], confidence: float, *, window: int, digest: str | None = None,
           groups=None, before: Mapping[int, WindowScore] | None = None,
           stored_windows: Mapping[int, list[WindowScore]] | None = None,
-          stored_pairs: Mapping[tuple[int, int], list[WindowStat]] | None = None) -> Judgement:
+          stored_pairs: Mapping[tuple[int, int], list[WindowStat]] | None = None,
+          window_blocks: int = 150) -> Judgement:
     """Judge a round of one competition: `keys` were evaluated now on window `window`'s documents.
 
     `before` holds the window's scores from earlier rounds; `stored_*` every stored window of the
@@ -178,7 +181,7 @@ def judge(competition: Competition, models: Mapping[str, ModelRecord], keys, fet
     scored = {k: o.losses for k, o in outcomes.items() if k in keys and o.losses is not None}
     scores, pairs = window_evidence(competition, window, digest, models, scored, before or {}, groups)
     decision = decide_competition(competition, models, merge_windows(stored_windows or {}, scores),
-                                  merge_pairs(stored_pairs or {}, pairs), confidence)
+                                  merge_pairs(stored_pairs or {}, pairs), confidence, window_blocks)
     verdicts, evidence, earned = decision_records(competition, models, decision)
     results = result_rows(competition, models, keys, fetch_failed, outcomes, decision, confidence, groups)
     return Judgement(results, verdicts, dict(decision.win_rates), dict(decision.copies), dict(decision.failed),

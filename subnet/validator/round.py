@@ -52,6 +52,7 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
+from subnet.scoring.decide import counted_window
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
@@ -97,6 +98,7 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
         and not m.parked()  # repeated transient failures: put off with backoff (state.models.park_seconds)
         and m.id not in done[m.competition]  # a window's documents are scored once per model
         and eligible_for_window(m.block, window, cfg.eligibility_margin_blocks)
+        and counted_window(window, deps.competitions[m.competition].evidence_stride, cfg.seed_window_blocks)
         and (in_play is None or m.id in in_play or weights[m.competition].get(m.hotkey, 0.0) > 0
              or (chain_weights or {}).get(m.hotkey, 0.0) > 0)
     ]
@@ -197,7 +199,7 @@ def _judge(deps: RoundDeps, competition: Competition, models: Mapping[str, Model
         before = {}
     return judge(competition, models, keys, fetch_failed, scores, deps.config.confidence, window=window,
                  digest=digest, groups=groups, before=before, stored_windows=state.scored_windows(competition.id),
-                 stored_pairs=state.window_pairs(competition.id))
+                 stored_pairs=state.window_pairs(competition.id), window_blocks=deps.config.seed_window_blocks)
 
 
 def _prepare(deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str],
