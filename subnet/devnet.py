@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from subnet.cli_support import CommandError
+from subnet.devnet_validators import register_validators, run_staggered, vtrust_report
 from subnet.scores import wide_console
 
 NETUID = 1
@@ -66,6 +67,7 @@ class DevnetPlan:
     keep: bool = False
     commit_reveal: bool = False  # weights are committed, and revealed by the local chain REVEAL_PERIOD blocks later
     force: bool = False
+    validators: int = 1  # several: validator k joins k rounds after the first (subnet.devnet_validators)
 
     @property
     def steps(self) -> list[int]:
@@ -86,9 +88,7 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
     with LocalChain(chain_path, netuid=NETUID, block_time=plan.block_time) as chain:
         chain.set_weights_rate_limit(2)
         chain.set_commit_reveal(plan.commit_reveal, REVEAL_PERIOD)
-        validator = create_wallet(wallets_dir, "validator")
-        chain.register(validator.hotkey.ss58_address, validator.coldkeypub.ss58_address, stake=1000.0,
-                       validator_permit=True)
+        validator_hotkeys = register_validators(chain, wallets_dir, plan.validators)
         console.print(f"[bold]devnet[/bold] in {root}: chain block time {plan.block_time}s, netuid {NETUID}")
 
         roles: dict[str, str] = {}
@@ -121,7 +121,10 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
     summary = _run_validator(root, plan, console)
     if plan.commit_reveal:
         _wait_for_reveals(root, plan, console)
-    return _report(root, roles, summary, console)
+    report = _report(root, roles, summary, console)
+    if plan.validators > 1:
+        report["validators"] = vtrust_report(root, NETUID, validator_hotkeys, console)
+    return report
 
 
 def _wait_for_reveals(root: Path, plan: DevnetPlan, console: Console) -> None:
@@ -185,6 +188,9 @@ def _run_validator(root: Path, plan: DevnetPlan, console: Console):
         min_free_disk_bytes=0,
         scoring_mode="inprocess",
     )
+    if plan.validators > 1 and not plan.keep:
+        codes = run_staggered(root, config, plan.validators, plan.rounds, console)
+        return max(codes)
     rounds = (f"a round every {config.round_interval_s:.0f} s until Ctrl-C" if plan.keep
               else f"{plan.rounds} round(s)")
     console.print(f"[bold]validator[/bold]: {rounds}, state in {config.state_path}"
@@ -228,6 +234,9 @@ def register(app: typer.Typer) -> None:
         keep: bool = typer.Option(False, "--keep", help=f"Keep the validator and its status API running (a round every "
                                                          f"{KEEP_ROUND_INTERVAL_S:.0f} s) until Ctrl-C."),
         api_port: int = typer.Option(8091, "--api-port", help="Status API port (0: none)."),
+        validators: int = typer.Option(1, "--validators", min=1, max=8,
+                                       help="Validators on the chain; validator k joins k rounds after the first, "
+                                            "and each one's vtrust is printed at the end."),
     ) -> None:
         """Run the whole subnet locally: chain, store, miners, a copy-cat and a validator."""
         from subnet.logs import setup_logging
@@ -236,7 +245,7 @@ def register(app: typer.Typer) -> None:
         setup_logging("INFO", "auto")  # the validator's round lines, on stderr
         plan = DevnetPlan(directory=directory, miners=miners, rounds=rounds, base_steps=base_steps,
                           block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep,
-                          commit_reveal=commit_reveal, force=force)
+                          commit_reveal=commit_reveal, force=force, validators=validators)
         started = time.monotonic()
         result = run_devnet(plan, console)
         console.print(f"devnet finished in {time.monotonic() - started:.0f}s; weights set on chain: {result['weights_set']}")

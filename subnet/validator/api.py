@@ -19,6 +19,7 @@ from aiohttp import web
 
 from subnet import __version__, git_commit
 from subnet.competitions import Competition
+from subnet.validator.agreement import read_agreement
 from subnet.validator.health import Health, HealthPolicy, assess
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
@@ -44,7 +45,7 @@ def build_app(
     async def healthz(request: web.Request) -> web.Response:
         health = check_health(state, metrics, policy, started)
         body = {"ok": health.ok, "reasons": health.reasons, "version": __version__, "commit": commit,
-                **health.details}
+                **health.details, "agreement": _agreement(state)}
         return web.json_response(body, status=200 if health.ok else 503)
 
     async def scores(request: web.Request) -> web.Response:
@@ -113,6 +114,14 @@ def build_app(
     app.router.add_get("/pairs", pairs)
     app.router.add_get("/metrics", metrics_handler)
     return app
+
+
+def _agreement(state: ValidatorState) -> dict | None:
+    """The last round's agreement with the chain's consensus, and whether we are catching up (None: not yet)."""
+    try:
+        return read_agreement(state)
+    except Exception:  # noqa: BLE001 - health must answer whatever the database does
+        return None
 
 
 def check_health(state: ValidatorState, metrics: ValidatorMetrics, policy: HealthPolicy, started_at: float) -> Health:

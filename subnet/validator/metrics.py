@@ -50,6 +50,10 @@ class ValidatorMetrics:
                                         " the state database", registry=r)
         self.rounds_resumed = Counter("validator_rounds_resumed", "Rounds finished after a stop or restart",
                                       registry=r)
+        self.agreement = Gauge("validator_agreement", "vtrust of our last weights against the chain's consensus"
+                               " (sum of min(w, consensus))", registry=r)
+        self.catching_up = Gauge("validator_catching_up", "1 while fewer than 4 windows were scored in the last day",
+                                 registry=r)
         for reason in ("no_recent_round", "nothing_evaluated", "stale_ema"):
             self.health_failing.labels(reason=reason).set(0)
 

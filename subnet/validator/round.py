@@ -53,6 +53,7 @@ from subnet.validator.progress import (
     round_to_resume,
 )
 from subnet.scoring.decide import counted_window
+from subnet.validator.agreement import record_agreement
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
@@ -280,6 +281,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
         raise
     _apply_retention(deps)
     weights_status = finish_weights(deps, round_id, snapshot.metagraph, snapshot.block)
+    _record_agreement(deps, snapshot)
     return RoundSummary(round_id, block, seed, outcomes, weights_status, time.perf_counter() - started,
                         resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated, window=window)
 
@@ -318,6 +320,13 @@ def _stop_round(deps: RoundDeps, round_id: int, error: BaseException) -> None:
         log.warning("round %d: could not record its status (%s)", round_id, e)
     if not resumable:
         forget_unsaved(deps, round_id)
+
+
+def _record_agreement(deps: RoundDeps, snapshot: ChainSnapshot) -> None:
+    try:
+        record_agreement(deps.state, deps.metrics, snapshot.metagraph, snapshot.block, deps.config.seed_window_blocks)
+    except Exception as e:  # noqa: BLE001 - a report must never fail a round
+        log.warning("agreement not assessed this round: %s", e)
 
 
 def _apply_retention(deps: RoundDeps) -> None:
