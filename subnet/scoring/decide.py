@@ -136,6 +136,11 @@ def counted_window(window: int, stride: int = 1, window_blocks: int = 150) -> bo
     return stride <= 1 or (window // window_blocks) % stride == 0
 
 
+def newest_counted(window: int, stride: int = 1, window_blocks: int = 150) -> int:
+    """The newest window at or before `window` whose evidence counts."""
+    return window - ((window // window_blocks) % max(1, stride)) * window_blocks
+
+
 class _StrideView:
     def __init__(self, stats, stride: int, window_blocks: int) -> None:
         self.stats, self.stride, self.window_blocks = stats, stride, window_blocks

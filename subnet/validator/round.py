@@ -52,7 +52,7 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
-from subnet.scoring.decide import counted_window
+from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator.agreement import record_agreement
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
@@ -86,13 +86,23 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
     window = current if window is None else window
     weights = {cid: {k: v for k, v in state.ema(cid).items() if k not in fresh} for cid in deps.competitions}
     done = {cid: set(state.window_scores(cid, window)) for cid in deps.competitions}
-    # Backfill scores the models in play now (scored in the current window, or holding weight) on older documents.
-    in_play = {i for cid in deps.competitions for i in state.window_scores(cid, current)} if window != current else None
+    # An older window (backfill) scores the models in play now (scored in the newest counted window, or
+    # holding weight here or on chain) on older documents; the newest counted window takes every model.
+    newest = {cid: newest_counted(current, c.evidence_stride, cfg.seed_window_blocks)
+              for cid, c in deps.competitions.items()}
+    in_play = {cid: set(state.window_scores(cid, newest[cid])) for cid in deps.competitions}
+    chain_weights = chain_weights or {}
+
+    def wanted(m: ModelRecord) -> bool:
+        if window >= newest[m.competition] or m.id in in_play[m.competition]:
+            return True
+        return weights[m.competition].get(m.hotkey, 0.0) > 0 or chain_weights.get(m.hotkey, 0.0) > 0
+
     candidates = [
         SchedulingCandidate(
             key=m.hotkey, competition=m.competition, commit_block=m.block,
             weight=weights[m.competition].get(m.hotkey, 0.0), last_evaluated_round=m.last_round,
-            chain_weight=(chain_weights or {}).get(m.hotkey, 0.0),
+            chain_weight=chain_weights.get(m.hotkey, 0.0),
         )
         for m in models.values()
         if m.competition in deps.competitions and m.status in (st.MODEL_PENDING, st.MODEL_VERIFIED, st.MODEL_RETRY)
@@ -100,8 +110,7 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
         and m.id not in done[m.competition]  # a window's documents are scored once per model
         and eligible_for_window(m.block, window, cfg.eligibility_margin_blocks)
         and counted_window(window, deps.competitions[m.competition].evidence_stride, cfg.seed_window_blocks)
-        and (in_play is None or m.id in in_play or weights[m.competition].get(m.hotkey, 0.0) > 0
-             or (chain_weights or {}).get(m.hotkey, 0.0) > 0)
+        and wanted(m)
     ]
     return schedule_round(
         candidates, block if window == current else window + cfg.seed_window_blocks,
