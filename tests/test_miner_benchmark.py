@@ -14,7 +14,8 @@ from subnet.miner.benchmark import WEEK_BLOCKS, compare_losses
 from subnet.miner.cli import app
 from tests.test_miner_support import trained_run
 
-SCHEDULE = AdvantageSchedule(eps0=0.004, half_life_blocks=50_400.0, floor=0.0)
+SCHEDULE = AdvantageSchedule(eps0=0.004, half_life_blocks=50_400.0, floor=0.0, mode="age")
+EARNED = AdvantageSchedule(eps0=0.004, half_life_blocks=50_400.0, mode="earned", cap=0.01, min_earned=0.0005)
 REQUIRED_KEYS = {
     "candidate_mean_loss", "incumbent_mean_loss", "paired_diff", "paired_ci_low", "paired_ci_high",
     "unpaired_ci_low", "unpaired_ci_high", "advantage_now", "verdict", "n_documents", "width_ratio",
@@ -54,6 +55,19 @@ def test_small_gain_wins_once_the_advantage_has_decayed_enough():
 
     assert paired_compare(inc, cand, v.win_age_blocks, SCHEDULE).later_wins
     assert not paired_compare(inc, cand, v.win_age_blocks - 2, SCHEDULE).later_wins
+
+
+def test_in_earned_mode_the_verdict_uses_what_the_incumbent_holds_as_the_validator_does():
+    from subnet.scoring.windows import fold_pair, window_stat
+
+    cand, inc = losses_pair(0.006, noise=1e-5)  # 0.6% better: beats eps0 (0.4%), not the cap (1%)
+    unknown = compare_losses(cand, inc, 0, EARNED, incumbent_block=10_000)
+    assert unknown.advantage_now == pytest.approx(0.01) and unknown.verdict.code == "win_later"
+    known = compare_losses(cand, inc, 0, EARNED, incumbent_block=10_000, earned_eps=0.002)
+    assert known.advantage_now == pytest.approx(0.002) and known.verdict.code == "win"
+    # The validator's own test on the same documents, with the same advantage, says the same.
+    assert fold_pair([window_stat(0, inc, cand)], lambda w: 0.002).later_wins
+    assert not fold_pair([window_stat(0, inc, cand)], lambda w: 0.01).later_wins
 
 
 def test_worse_candidate_would_not_win_and_noisy_gain_is_not_significant():
@@ -100,5 +114,6 @@ def test_benchmark_cli_on_two_checkpoints_of_one_run(tmp_path):
           f"width {paired:.5f}; unpaired width {unpaired:.5f}; ratio {unpaired / paired:.1f}x; {report['verdict']}")
     assert unpaired >= 10 * paired
     assert report["width_ratio"] == pytest.approx(unpaired / paired)
-    assert report["advantage_now"] == pytest.approx(0.004 * 0.5 ** (7200 / 50_400))
+    # tiny runs the earned mode: unknown what the incumbent earned, the benchmark assumes the cap.
+    assert report["advantage_now"] == pytest.approx(0.01 * 0.5 ** (7200 / 50_400))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

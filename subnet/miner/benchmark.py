@@ -25,6 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -120,13 +121,13 @@ def compare_losses(
     tokens: np.ndarray | None = None,
     incumbent_block: int | None = None,
     confidence: float = 0.95,
+    earned_eps: float | None = None,
 ) -> BenchmarkReport:
     """The report for per-document losses of two models on the same documents (NaN = failed).
 
     With `tokens` the losses are each document's summed NLL and the loss is per token; without,
     they are per-document losses that each weigh the same.
     """
-    from subnet.scoring.advantage import advantage
     from subnet.scoring.compare import paired_compare
     from subnet.scoring.loss import competition_loss, paired_log_ratio
     from subnet.scoring.stats import Interval
@@ -145,8 +146,10 @@ def compare_losses(
     paired_iv = Interval(cand_iv.mean - inc_iv.mean, scale * stat.ratio * math.sqrt(stat.variance),
                          scale * rel_low, scale * rel_high, stat.n)
     diff, low, high = unpaired_difference(cand_iv, inc_iv, confidence)
-    comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence, tokens=tokens)
-    verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block, tokens)
+    comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence, tokens=tokens,
+                                eps=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks))
+    verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block, tokens,
+                     earned_eps)
     per_doc = np.ones_like(candidate) if tokens is None else np.asarray(tokens, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         cand_per_doc, inc_per_doc = candidate / per_doc, incumbent / per_doc
@@ -155,8 +158,8 @@ def compare_losses(
         candidate=cand_iv, incumbent=inc_iv, paired=paired_iv,
         unpaired_diff=diff, unpaired_ci_low=low, unpaired_ci_high=high, comparison=comparison,
         incumbent_age_blocks=float(incumbent_age_blocks),
-        advantage_now=advantage(incumbent_age_blocks, schedule),
-        advantage_week=advantage(incumbent_age_blocks + WEEK_BLOCKS, schedule),
+        advantage_now=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks),
+        advantage_week=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks + WEEK_BLOCKS),
         verdict=verdict, confidence=confidence,
     )
 
@@ -180,6 +183,21 @@ def unpaired_difference(a, b, confidence: float = 0.95) -> tuple[float, float, f
     return diff, diff - half, diff + half
 
 
+def incumbent_advantage(schedule: AdvantageSchedule, earned_eps: float | None = None):
+    """The incumbent's advantage at an age, as the validator gives it (`subnet.scoring.earned`).
+
+    In mode "earned" the incumbent holds what it earned; unknown here unless given (`earned_eps`, e.g.
+    from a validator's `/scores`), so the benchmark assumes the most it can hold: the cap.
+    """
+    from subnet.scoring.earned import EarnedAdvantage, model_advantage
+
+    if schedule.mode != "earned":
+        return lambda age: model_advantage(age, schedule)
+    eps = schedule.cap if earned_eps is None else float(earned_eps)
+    earned = EarnedAdvantage("incumbent", eps, "", 0.0, 0.0, 0)
+    return lambda age: model_advantage(age, schedule, earned)
+
+
 def decide(
     incumbent: np.ndarray,
     candidate: np.ndarray,
@@ -188,17 +206,27 @@ def decide(
     confidence: float,
     incumbent_block: int | None,
     tokens: np.ndarray | None = None,
+    earned_eps: float | None = None,
+    design_rounds: float = 3.0,
 ) -> Verdict:
     """Search the incumbent's future ages for the first at which the validator's test passes.
 
-    The advantage only shrinks with age, so "wins at age a" is monotone and a bisection finds
-    the first winning age to within a block.
+    The test is the validator's own (`subnet.scoring.windows.fold_pair` on one window of these
+    documents, against the incumbent's advantage as the validator computes it). The advantage only
+    shrinks with age, so "wins at age a" is monotone and a bisection finds the first winning age.
     """
-    from subnet.scoring.advantage import advantage
-    from subnet.scoring.compare import paired_compare
+    from subnet.scoring.windows import fold_pair, window_stat
+
+    stat = window_stat(0, incumbent, candidate, tokens)
+    eps_of = incumbent_advantage(schedule, earned_eps)
 
     def compare(age: float):
-        return paired_compare(incumbent, candidate, age, schedule, confidence, tokens=tokens)
+        verdict = fold_pair([stat], lambda _w: eps_of(age), confidence, design_rounds)
+        diff = math.expm1(verdict.evidence.estimate) if verdict.evidence.rounds else math.nan
+        return SimpleNamespace(later_wins=verdict.later_wins, eps=eps_of(age), diff_mean=diff)
+
+    def advantage(age: float, _schedule) -> float:
+        return eps_of(age)
 
     if compare(age_blocks).later_wins:
         return Verdict("win", "would win", advantage(age_blocks, schedule), age_blocks, incumbent_block)
@@ -273,6 +301,7 @@ def benchmark(
     dataset: str = "",
     device: str = "auto",
     confidence: float = 0.95,
+    earned_eps: float | None = None,
 ) -> BenchmarkReport:
     docs = reference_set(competition, n_documents, dataset)
     device = resolve_device(device)
@@ -282,7 +311,7 @@ def benchmark(
     incumbent = score_model(incumbent_dir, competition, docs, device)
     return compare_losses(document_nll(candidate), document_nll(incumbent), incumbent_age_blocks,
                           competition.advantage, tokens=candidate.n_tokens, incumbent_block=incumbent_block,
-                          confidence=confidence)
+                          confidence=confidence, earned_eps=earned_eps)
 
 
 # ----------------------------------------------------------------------------- presentation

@@ -199,6 +199,9 @@ def benchmark(
     incumbent: str = typer.Option("chain", "--incumbent", help="A model directory, or 'chain' for the best on chain."),
     incumbent_age_blocks: Optional[float] = typer.Option(
         None, "--incumbent-age-blocks", help="Age of the incumbent (default: from its commitment, or 0)."),
+    incumbent_eps: Optional[float] = typer.Option(
+        None, "--incumbent-earned-eps", help="The advantage the incumbent earned (a validator's /scores shows it); "
+        "default in mode 'earned': the cap, the most it can hold."),
     documents: int = DOCUMENTS,
     dataset: str = DATASET,
     competition: str = COMPETITION,
@@ -241,7 +244,8 @@ def benchmark(
 
     try:
         report = run_benchmark(candidate, incumbent_dir, comp, incumbent_age_blocks=age or 0.0,
-                               incumbent_block=incumbent_block, n_documents=documents, dataset=dataset, device=device)
+                               incumbent_block=incumbent_block, n_documents=documents, dataset=dataset, device=device,
+                               earned_eps=incumbent_eps)
     except ModelRejected as e:
         _fail(f"a model would be rejected by validators: {e}")
     console.print(report_table(report))
