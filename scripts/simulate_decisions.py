@@ -22,12 +22,13 @@ Rules, as re-implemented here:
 - ours: paired ratio of total NLL, pooled across rounds in the normal-mixture confidence
   sequence (`subnet.scoring.sequential`), advantage 0.4% halving weekly; per-round statistics are
   drawn from their normal approximation with the exact variance of the round's documents.
-- subnet 9: per-document `iswin` (older loss x (1 - eps)), eps decaying linearly from 0.5% to
-  0.01% over 50,400 blocks (LinearDecay(0.005, 0.0001, 50400)), win rate over documents, softmax
-  (temperature 0.01): the later model leads when it wins more than half of the documents.
-- subnet 29: per group of 100 documents (a page) a race of mean losses with the advantage
-  1 - 0.004 * 0.995 ** (age / 361); win rate over groups; weights ~ win rate squared: the later
-  model leads when it wins more than half of the groups.
+- subnet 9 (newest rule): one token-weighted mean loss per model, models that cannot beat every
+  earlier model even at the floor advantage are filtered out, the later model wins when its mean is
+  below the earlier's x (1 - eps), eps decaying linearly from 0.5% to 0.01% over 14,400 blocks;
+  softmax of win rates: the later model leads when it wins the pair.
+- subnet 29 (newest rule): groups of 10 documents raced in commit order, each group's mean losses
+  with the advantage 1 - 0.004 * 0.995 ** (age / 361); win rate over groups; weights ~ win rate
+  squared: the later model leads when it wins more than half of the groups.
 One round every 150 blocks (48 a day). Run: python scripts/simulate_decisions.py [--quick]
 """
 
@@ -53,7 +54,7 @@ AGES = (1, 7, 14)
 
 
 def sn9_eps(age_blocks: float) -> float:
-    return max(0.0001, 0.005 - (0.005 - 0.0001) * age_blocks / 50_400)
+    return max(0.0001, 0.005 - (0.005 - 0.0001) * age_blocks / 14_400)
 
 
 def sn29_eps(age_blocks: float) -> float:
@@ -146,9 +147,11 @@ def peer_round_wins(rule: str, docs: Docs, n: int, delta: float, age_blocks: flo
         a, t, e = docs.draw(n, delta)
         later, earlier = a * (1 + e) / t, a / t
         if rule == "sn9":
-            leads += np.mean(later < (1 - eps) * earlier) > 0.5
+            later_mean, earlier_mean = np.sum(later * t) / t.sum(), np.sum(earlier * t) / t.sum()
+            competitive = later_mean < earlier_mean * (1 - 0.0001)
+            leads += competitive and later_mean < (1 - eps) * earlier_mean
         else:
-            g = n // 100 or 1
+            g = n // 10 or 1
             size = n // g
             lg = later[: g * size].reshape(g, size).mean(axis=1)
             eg = earlier[: g * size].reshape(g, size).mean(axis=1)
