@@ -101,7 +101,7 @@ def decide_competition(competition: Competition, models: Mapping[str, ModelRecor
         if m.status == MODEL_FAILED:
             failed = f"failed: {m.reason or 'rejected'}"
         elif seen and seen[-1].failed_all:
-            failed = f"all {seen[-1].n_docs} documents failed in window {seen[-1].window}"
+            failed = f"all {seen[-1].n_docs} documents failed in window {seen[-1].window} (no finite loss)"
         entries.append(Entry(key, m.block, m.content_hash, len(seen), failed))
     stats = {(ids[e], ids[l]): v for (e, l), v in pairs.items() if e in ids and l in ids}
     return decide(entries, stats, competition.advantage, confidence, competition.design_rounds,
