@@ -66,8 +66,10 @@ class Decision:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def find_copies(entries: Sequence[Entry]) -> dict[str, str]:
-    """Each copy's key -> the earliest (by birth) key with the same content hash."""
+def find_copies(entries) -> dict[str, str]:
+    """Each copy's key -> the earliest (by birth) key with the same content hash (None: never a copy).
+
+    Takes anything with `key`, `birth` and `content_hash` (an `Entry`, a `wins.Candidate`)."""
     first: dict[str, str] = {}
     copies: dict[str, str] = {}
     for e in sorted(entries, key=lambda e: e.birth):

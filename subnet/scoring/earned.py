@@ -20,17 +20,15 @@ Edge cases, all deliberate:
   as in mode "age": it has demonstrated nothing yet, and eps0 is what miners know;
 - a win decided by failures (the leader failed more documents) demonstrates no improvement: it
   earns `min_earned`;
-- ties and losses earn nothing; only the first win over a leader counts, and what was earned is
-  kept with that verdict even if the beaten leader fails later;
-- the leader is the valid model with the highest stored weight (EMA) before the round; a round
-  with no such model (a fresh competition) has no leader, so nobody earns anything.
+- ties and losses earn nothing; only the win that made a model champion counts;
+- the leader is the champion the model dethroned in the champion chain (`decide.py`), replayed from
+  the windows every round, so every validator with the same windows holds the same advantages.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
 
 from subnet.competitions import AdvantageSchedule
 from subnet.scoring.advantage import advantage
@@ -64,33 +62,3 @@ def model_advantage(age_blocks: float, schedule: AdvantageSchedule, earned: Earn
     scaled = AdvantageSchedule(eps0=earned.eps, half_life_blocks=schedule.half_life_blocks,
                                floor=min(schedule.floor, earned.eps))
     return advantage(age_blocks, scaled)
-
-
-def advantages_now(
-    blocks: Mapping[str, int], earned: Mapping[str, EarnedAdvantage], current_block: int,
-    schedule: AdvantageSchedule,
-) -> dict[str, float]:
-    """Each model's advantage at `current_block` (for `compute_wins(advantages=...)`)."""
-    return {k: model_advantage(current_block - b, schedule, earned.get(k)) for k, b in blocks.items()}
-
-
-def leader_of(weights: Mapping[str, float], valid: set[str]) -> str | None:
-    """The valid model with the highest positive stored weight (ties: smallest key), or None."""
-    best = [(w, k) for k, w in weights.items() if k in valid and math.isfinite(w) and w > 0]
-    return min(best, key=lambda wk: (-wk[0], wk[1]))[1] if best else None
-
-
-def newly_earned(comparisons: Mapping, leader: str | None, already: set[str],
-                 schedule: AdvantageSchedule) -> dict[str, EarnedAdvantage]:
-    """Models that beat the leader this round for the first time, with what each earned."""
-    if leader is None:
-        return {}
-    out = {}
-    for (earlier, later), c in comparisons.items():
-        if earlier != leader or later in already or not c.later_wins:
-            continue
-        low = 0.0 if c.decided_by_failures else -c.acc_high
-        high = 0.0 if c.decided_by_failures else -c.acc_low
-        eps = float(schedule.min_earned) if c.decided_by_failures else earned_eps(low, schedule)
-        out[later] = EarnedAdvantage(later, eps, leader, low, high, c.rounds, c.decided_by_failures)
-    return out

@@ -27,6 +27,7 @@ import numpy as np
 
 from subnet.competitions import AdvantageSchedule
 from subnet.scoring.compare import Comparison, paired_compare
+from subnet.scoring.decide import find_copies
 from subnet.scoring.sequential import DEFAULT_DESIGN_ROUNDS, PairEvidence
 
 
@@ -66,19 +67,6 @@ class WinResult:
     comparisons: dict[tuple[str, str], Comparison] = field(default_factory=dict)
     copies: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
-
-
-def find_copies(candidates: Iterable[Candidate]) -> dict[str, str]:
-    """Map every copy's key to the key of the earliest candidate with the same content hash."""
-    first_by_hash: dict[str, str] = {}
-    copies: dict[str, str] = {}
-    for c in sorted(candidates, key=lambda c: c.birth):
-        if c.content_hash is None:
-            continue
-        original = first_by_hash.setdefault(c.content_hash, c.key)
-        if original != c.key:
-            copies[c.key] = original
-    return copies
 
 
 def failure_reason(candidate: Candidate) -> str | None:
