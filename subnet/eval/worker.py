@@ -18,6 +18,7 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
   'crashed'       died by another signal (e.g. SIGSEGV) or exited nonzero without a result
   'unsupported'   the engine cannot compute this model's losses exactly
   'error'         any other exception; `detail` names it
+  'worker_error'  the worker could not read the round's documents (our fault, see validator/faults.py)
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
 
@@ -338,7 +339,10 @@ def _score_in_worker(request: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        docs = load_documents(request["docs_path"])
+        try:
+            docs = load_documents(request["docs_path"])
+        except Exception as exc:  # noqa: BLE001 - our documents file, not the model: no verdict on the miner
+            return failed("worker_error", exc)
         model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
         started = time.monotonic()
         losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))

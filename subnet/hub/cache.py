@@ -27,6 +27,11 @@ _HOTKEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
 
 
+def disk_free(path: Path) -> int:
+    """Free bytes on the disk holding `path`: the one measure every free-disk decision uses."""
+    return shutil.disk_usage(path).free
+
+
 def model_cache_dir(cache_dir: Path, hotkey: str, commit: str) -> Path:
     if not _HOTKEY.fullmatch(hotkey):
         raise ValueError(f"hotkey {hotkey!r} is not a plain ss58 address")
@@ -112,6 +117,23 @@ def verify_cached(directory: Path, ref: ModelRef, hotkey: str, *, rehash_after_s
     return dir_hash
 
 
+def cached_copy_intact(directory: Path) -> bool:
+    """Whether a cached copy still holds what its marker says was verified (False when it is gone).
+
+    Asked after a model failed to score: a copy that vanished or changed under the scorer makes the
+    failure ours (our disk, our cache), not the miner's.
+    """
+    from subnet.hub.model_ref import ModelRefError
+
+    marker = _read_marker(Path(directory))
+    if not marker or not isinstance(marker.get("ref"), str) or not isinstance(marker.get("hotkey"), str):
+        return False
+    try:
+        return verify_cached(Path(directory), ModelRef.parse(marker["ref"]), marker["hotkey"]) is not None
+    except (OSError, ValueError, ModelRefError):
+        return False
+
+
 def remove_unreferenced(
     cache_dir: Path, keep: set[Path], min_free_bytes: int | None = None, *, partial_max_age_s: float = 3600.0
 ) -> list[Path]:
@@ -139,7 +161,7 @@ def remove_unreferenced(
                 candidates.append(entry)
     candidates.sort(key=lambda p: p.stat().st_mtime)
     for entry in candidates:
-        if min_free_bytes is not None and shutil.disk_usage(cache_dir).free >= min_free_bytes:
+        if min_free_bytes is not None and disk_free(cache_dir) >= min_free_bytes:
             break
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)

@@ -51,6 +51,8 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
+from subnet.validator.standing import keep_standing, set_aside
+from subnet.validator.resources import unpark_recovered
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import (
@@ -110,6 +112,7 @@ def evaluate_competition(
         ready[key] = ReadyModel(record, Path(record.model_dir or ""), record.content_hash or "")
     if not ready:  # nothing to score; the failures are already recorded on the models
         outcome.failed.update(fetch_failed)
+        set_aside(outcome, ready, fetch_failed, {}, models)  # our faults are no verdict (standing.py)
         return outcome, None
     recorded_digest = _recorded_digest(deps, round_id, competition.id) if done else None
     round_data, docs = prepare_documents(deps, seed, competition, round_id)  # records the data's identity
@@ -132,6 +135,7 @@ def evaluate_competition(
             # Failed while we were stopping (a signal may have reached the worker): no verdict; resumed later.
             raise RoundAborted(f"stop requested while {key} was scored ({scores[key].error})")
         _record_outcome(deps, round_id, competition, models[key], scores[key])
+    ready, fetch_failed, scores = set_aside(outcome, ready, fetch_failed, scores, models)  # ours: no evidence
     judgement = judge(competition, models, ready, fetch_failed, scores, len(docs), block, deps.config.confidence,
                       groups=document_sources(docs, competition), evidence=deps.state.pair_evidence(competition.id),
                       earned=deps.state.earned_advantages(competition.id), previous_weights=deps.state.ema(competition.id))
@@ -195,11 +199,11 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     try:
         models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
         clean_model_cache(deps, models)
+        models = unpark_recovered(deps, models) if resumed is None else models  # our resources came back
         registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
         fresh = _fresh_registrations(state, registered)
-        if resumed is not None:
-            selected = planned_keys(deps, round_id, models)
-        else:
+        selected = planned_keys(deps, round_id, models) if resumed is not None else None
+        if selected is None:  # a new round, or one killed before its plan was recorded
             selected = {cid: list(keys) for cid, keys in plan(state, models, block, deps, fresh).selected.items()}
             state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
         outcomes, results, verdicts, new_ema, evaluated, evidence, earned = {}, [], [], {}, [], [], []
@@ -212,7 +216,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
             # Deregistered hotkeys leave the EMA; re-registered ones (and new hotkeys at reused uids) start at 0.
             previous = carried_ema(state.ema(cid), registered, fresh)
             if judgement is None:
-                new_ema[cid] = previous
+                new_ema[cid] = keep_standing(previous, previous, outcome)
                 continue
             results += judgement.results
             verdicts += judgement.verdicts
@@ -220,8 +224,9 @@ def run_round(deps: RoundDeps) -> RoundSummary:
             earned += judgement.earned
             new_ema[cid] = smoothed_weights(judgement.win_rates, previous, set(registered), deps.config,
                                             excluded=set(judgement.copies), zeroed=set(outcome.failed))
+            new_ema[cid] = keep_standing(new_ema[cid], previous, outcome)  # our faults move no weight
             outcome.ema = new_ema[cid]
-            evaluated += [models[k].id for k in keys if k in models]
+            evaluated += [models[k].id for k in keys if k in models and k not in outcome.own_faults]
         n_due = sum(len(keys) for keys in selected.values())
         n_evaluated = _count_verdicts(state, results, [models[k].id for keys in selected.values() for k in keys])
         state.complete_scoring(round_id, results, verdicts, new_ema, evaluated, registered=registered,
