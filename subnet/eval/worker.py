@@ -54,6 +54,7 @@ from subnet.competitions import Competition, get_competition
 from subnet.data.types import TokenizedDocuments
 from subnet.eval.docfile import load_documents, save_documents
 from subnet.eval.types import DocLosses, ScoreOutcome
+from subnet.pids import alive
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +120,29 @@ def score_models(
         pending = deque(jobs)
         running: dict[int, _Running] = {}
         started = 0
-        while pending or running:
-            for slot, slot_device in enumerate(slots):
-                if slot not in running and pending:
-                    job = pending.popleft()
-                    started += 1
-                    request = dict(
-                        key=job.key, model_dir=str(job.model_dir), competition=competition,
-                        docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
-                        device=slot_device, loader=loader, token_budget=token_budget,
-                        max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
-                        parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
-                    )
-                    running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
-            _wait_for_any(running)
-            for slot, run in list(running.items()):
-                outcome = _poll(run, len(docs))
-                if outcome is not None:
-                    del running[slot]
-                    outcomes[run.job.key] = outcome
-                    log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
+        try:
+            while pending or running:
+                for slot, slot_device in enumerate(slots):
+                    if slot not in running and pending:
+                        job = pending.popleft()
+                        started += 1
+                        request = dict(
+                            key=job.key, model_dir=str(job.model_dir), competition=competition,
+                            docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
+                            device=slot_device, loader=loader, token_budget=token_budget,
+                            max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
+                            parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
+                        )
+                        running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
+                _wait_for_any(running)
+                for slot, run in list(running.items()):
+                    outcome = _poll(run, len(docs))
+                    if outcome is not None:
+                        del running[slot]
+                        outcomes[run.job.key] = outcome
+                        log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
+        finally:  # a second stop signal (KeyboardInterrupt) lands here: no worker outlives it or its temp dir
+            _kill(list(running.values()))
     return {k: outcomes[k] for k in keys}
 
 
@@ -167,7 +171,7 @@ def remove_stale_temp_dirs(root: str | Path | None = None) -> list[Path]:
         return removed
     for path in candidates:
         owner = re.match(rf"{re.escape(TEMP_PREFIX)}p(\d+)-", path.name)
-        if owner and (int(owner.group(1)) == os.getpid() or _alive(int(owner.group(1)))):
+        if owner and (int(owner.group(1)) == os.getpid() or alive(int(owner.group(1)))):
             continue
         if not owner and _age_s(path) < UNNAMED_TEMP_AGE_S:
             continue
@@ -184,16 +188,6 @@ def _age_s(path: Path) -> float:
         return 0.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _is_cpu(device: str) -> bool:
     return str(device).split(":")[0] == "cpu"
 
@@ -203,6 +197,35 @@ def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
     started = time.monotonic()
     process.start()
     return _Running(job, process, Path(request["result_path"]), started, started + timeout_s)
+
+
+def _kill(runs: Sequence[_Running]) -> None:
+    """End workers now (SIGKILL: they ignore SIGTERM) and reap them, before their temp dir goes."""
+    for run in runs:
+        if run.process.is_alive():
+            run.process.kill()
+    for run in runs:
+        run.process.join(5)
+
+
+def stop_children(timeout_s: float = 2.0) -> None:
+    """At the daemon's exit: no worker, and no resource tracker process, outlives it.
+
+    The tracker (started by the first spawned worker) ignores SIGTERM and would otherwise end only
+    once every inherited copy of its pipe is closed.
+    """
+    for child in mp.active_children():
+        child.kill()
+        child.join(timeout_s)
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    if tracker is None or getattr(tracker, "_pid", None) is None or mp.active_children():
+        return
+    try:
+        tracker._stop()  # closes its pipe and reaps it; it exits at once with no other holder left
+    except Exception:  # noqa: BLE001 - best effort at exit: the tracker also ends with its last holder
+        pass
 
 
 def _wait_for_any(running: dict[int, _Running]) -> None:

@@ -205,9 +205,18 @@ class Daemon:
         """Make an interrupted state consistent, and set weights of a round scored before a stop."""
         from subnet.eval.worker import remove_stale_temp_dirs
 
+        from subnet.hub.cache import remove_dead_partials
+
         removed = remove_stale_temp_dirs()
         if removed:
             log.info("removed %d scoring temp dir(s) left by a killed run", len(removed))
+        try:
+            partials = remove_dead_partials(self.deps.config.models_dir)
+        except OSError as e:  # our disk: the next round's clean-up tries again
+            partials = []
+            log.warning("could not look for partial downloads: %s", e)
+        if partials:
+            log.info("removed %d partial download(s) left by a killed run", len(partials))
         rec = self.deps.state.recover()
         if rec.interrupted:
             log.info("restart: round(s) %s stopped while scoring; the next round resumes the newest", rec.interrupted)
@@ -374,6 +383,9 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
         return 1
     finally:
         restore()
+        from subnet.eval.worker import stop_children
+
+        stop_children()  # a second signal may have left the round mid-scoring: nothing outlives us
         if server is not None:
             server.stop()
         if deps is not None:
