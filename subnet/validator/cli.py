@@ -114,7 +114,7 @@ def run(
 ) -> None:
     """Evaluate miners' models round after round and set weights."""
     from subnet.logs import setup_logging
-    from subnet.validator.daemon import run_validator
+    from subnet.validator.daemon import exit_at_once_if_forced, run_validator
 
     if chain_endpoint:
         network = chain_endpoint
@@ -140,7 +140,7 @@ def run(
     level = "TRACE" if logging_trace else "DEBUG" if logging_debug else log_level
     setup_logging(level, log_format)
     config.device = _resolve_device(device)
-    raise typer.Exit(run_validator(config))
+    raise typer.Exit(exit_at_once_if_forced(run_validator(config)))
 
 
 def _resolve_device(device: str) -> str:

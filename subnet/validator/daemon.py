@@ -11,7 +11,9 @@ also end on their own if the daemon is killed. A second signal stops at once.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -320,6 +322,24 @@ def install_signal_handlers(stop: threading.Event, bound_s: float | None = None)
     return restore
 
 
+FORCED_STOP = 130  # run_validator's code after a second signal (or Ctrl-C twice)
+
+
+def exit_at_once_if_forced(code: int) -> int:
+    """After a forced stop, end the process now: everything of ours is closed by then, and the
+    interpreter's own teardown (torch, transformers) takes seconds that a second signal must not wait.
+    Any other code is returned for the caller's normal exit."""
+    if code != FORCED_STOP:
+        return code
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> int:
     """Open the state, start the status API, run the daemon until stopped; everything closed on the way out."""
     config.validate()
@@ -377,7 +397,7 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
         return daemon.run()
     except KeyboardInterrupt:
         log.info("stopped")
-        return 130
+        return FORCED_STOP
     except (ChainError, CompetitionError) as e:  # start-up problems: say what, without a traceback
         log.error("validator cannot start: %s", e)
         return 1
