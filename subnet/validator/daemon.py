@@ -28,6 +28,7 @@ from subnet.competitions import (
 )
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
+from subnet.validator.degraded import record_standing
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.round import (
     RoundAborted,
@@ -191,6 +192,9 @@ class Daemon:
             return cfg.round_interval_s
         self.stats.completed += 1
         self.stats.consecutive_chain_failures = 0
+        record_standing(deps.state, summary.round_id,
+                        {cid: o.weights_held for cid, o in summary.competitions.items() if o.weights_held},
+                        cfg.models_dir, cfg.min_free_disk_bytes)
         if summary.resumed:
             deps.metrics.rounds_resumed.inc()
         deps.metrics.rounds.labels(status=summary.weights_status).inc()
