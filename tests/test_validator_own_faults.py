@@ -159,3 +159,39 @@ def test_a_resumed_round_without_a_plan_plans_and_scores_instead_of_setting_weig
     assert summary.competitions["tiny"].scored == 4 and summary.n_due == 4 and summary.n_evaluated == 4
     assert len(deps.state.results(stopped.id)) == 4
     deps.state.close()
+
+
+def test_the_daemon_reports_held_weights_and_waiting_models_while_the_disk_is_full(tmp_path, subnet, trained, disk):
+    from subnet.validator.api import check_health
+    from subnet.validator.daemon import Daemon
+    from subnet.validator.health import HealthPolicy
+
+    _populate(subnet, trained, hostile=False)
+    hk = {label: m.hotkey for label, m in subnet.miners.items()}
+    deps = _deps(_config(tmp_path, subnet, min_free_disk_bytes=64 * 1024), subnet)
+    daemon = Daemon(deps, on_round=lambda s: None)
+    daemon.run_one()
+    reader = deps.state.reader()
+
+    def health():
+        return check_health(reader, deps.metrics, HealthPolicy(3600, 2), daemon.started_at)  # what /healthz says
+
+    assert health().ok
+    shutil.rmtree(_record(deps, hk["strong"]).model_dir)
+    disk.capacity = disk.used() + deps.config.min_free_disk_bytes + 150_000
+    _next(subnet)
+    daemon.run_one()
+    h = health()
+    assert not h.ok and h.details["status"] == "degraded"
+    assert h.reasons == ["models_parked", "weights_held"] and h.details["models_parked"] == {"disk_full": 1}
+    assert hk["strong"] in h.details["weights_held"]["tiny"]
+    assert 'validator_weights_held{competition="tiny"} 1.0' in deps.metrics.render().decode()
+
+    disk.capacity = 64 * 1024**2
+    _next(subnet)
+    daemon.run_one()
+    h = health()
+    assert h.ok and h.details["status"] == "ok", h
+    assert 'validator_weights_held{competition="tiny"} 0.0' in deps.metrics.render().decode()
+    reader.close()
+    deps.state.close()
