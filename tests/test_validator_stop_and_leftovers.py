@@ -24,7 +24,8 @@ RUNNER = textwrap.dedent("""
     from pathlib import Path
     logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
     from subnet.eval.worker import ScoreJob, score_models
-    from subnet.validator.daemon import exit_at_once_if_forced, run_validator
+    from subnet.validator.daemon import run_validator
+    from subnet.validator.signals import exit_at_once_if_forced
     from tests.test_validator_e2e import _config, _deps
     from tests.validator_fixtures import LocalSubnet
 

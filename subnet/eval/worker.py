@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 DETAIL_LIMIT = 2_000
 TEMP_PREFIX = "subnet-eval-"
+WORKER_NAME_PREFIX = "score-"
 # The worker's own time limit runs this much past the parent's, so the parent normally reports 'timeout'.
 SELF_LIMIT_GRACE_S = 5.0
 PARENT_POLL_S = 0.25
@@ -193,7 +194,7 @@ def _is_cpu(device: str) -> bool:
 
 
 def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
-    process = ctx.Process(target=_worker_main, args=(request,), name=f"score-{job.key}", daemon=True)
+    process = ctx.Process(target=_worker_main, args=(request,), name=f"{WORKER_NAME_PREFIX}{job.key}", daemon=True)
     started = time.monotonic()
     process.start()
     return _Running(job, process, Path(request["result_path"]), started, started + timeout_s)
@@ -206,26 +207,6 @@ def _kill(runs: Sequence[_Running]) -> None:
             run.process.kill()
     for run in runs:
         run.process.join(5)
-
-
-def stop_children(timeout_s: float = 2.0) -> None:
-    """At the daemon's exit: no worker, and no resource tracker process, outlives it.
-
-    The tracker (started by the first spawned worker) ignores SIGTERM and would otherwise end only
-    once every inherited copy of its pipe is closed.
-    """
-    for child in mp.active_children():
-        child.kill()
-        child.join(timeout_s)
-    from multiprocessing import resource_tracker
-
-    tracker = getattr(resource_tracker, "_resource_tracker", None)
-    if tracker is None or getattr(tracker, "_pid", None) is None or mp.active_children():
-        return
-    try:
-        tracker._stop()  # closes its pipe and reaps it; it exits at once with no other holder left
-    except Exception:  # noqa: BLE001 - best effort at exit: the tracker also ends with its last holder
-        pass
 
 
 def _wait_for_any(running: dict[int, _Running]) -> None:

@@ -114,7 +114,8 @@ def run(
 ) -> None:
     """Evaluate miners' models round after round and set weights."""
     from subnet.logs import setup_logging
-    from subnet.validator.daemon import exit_at_once_if_forced, run_validator
+    from subnet.validator.daemon import run_validator
+    from subnet.validator.signals import exit_at_once_if_forced
 
     if chain_endpoint:
         network = chain_endpoint

@@ -11,9 +11,6 @@ also end on their own if the daemon is killed. A second signal stops at once.
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +26,7 @@ from subnet.competitions import (
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.degraded import record_standing
+from subnet.validator.signals import FORCED_STOP, install_signal_handlers
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.round import (
     RoundAborted,
@@ -301,49 +299,6 @@ def _last_round_block(state: ValidatorState) -> int | None:
     return rounds[0].block if rounds else None
 
 
-def install_signal_handlers(stop: threading.Event, bound_s: float | None = None) -> Callable[[], None]:
-    """First SIGTERM/SIGINT: stop after the model in progress (within `bound_s`). Second: stop now.
-
-    Returns a restore function."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def handle(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("received %s: stopping after the model in progress%s (again to stop now)",
-                 signal.Signals(signum).name, f", within {bound_s:.0f} s" if bound_s else "")
-        stop.set()
-
-    for s in previous:
-        signal.signal(s, handle)
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-    return restore
-
-
-FORCED_STOP = 130  # run_validator's code after a second signal (or Ctrl-C twice)
-
-
-def exit_at_once_if_forced(code: int) -> int:
-    """After a forced stop, end the process now: everything of ours is closed by then, and the
-    interpreter's own teardown (torch, transformers) takes seconds that a second signal must not wait.
-    Any other code is returned for the caller's normal exit."""
-    if code != FORCED_STOP:
-        return code
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
-
-
 def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> int:
     """Open the state, start the status API, run the daemon until stopped; everything closed on the way out."""
     config.validate()
@@ -407,14 +362,20 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
         return 1
     finally:
         restore()
-        from subnet.eval.worker import stop_children
+        _close_all(server, deps, state)
 
-        stop_children()  # a second signal may have left the round mid-scoring: nothing outlives us
-        if server is not None:
-            server.stop()
-        if deps is not None:
-            try:
-                deps.chain.close()
-            except Exception:  # noqa: BLE001
-                pass
-        state.close()
+
+def _close_all(server, deps: RoundDeps | None, state: ValidatorState) -> None:
+    """Everything run_validator opened or started, closed: a second signal may have left the round
+    mid-scoring, so workers are ended here too, and nothing outlives the daemon."""
+    from subnet.eval.children import stop_children
+
+    stop_children()
+    if server is not None:
+        server.stop()
+    if deps is not None:
+        try:
+            deps.chain.close()
+        except Exception:  # noqa: BLE001
+            pass
+    state.close()
