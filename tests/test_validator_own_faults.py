@@ -195,3 +195,38 @@ def test_the_daemon_reports_held_weights_and_waiting_models_while_the_disk_is_fu
     assert 'validator_weights_held{competition="tiny"} 0.0' in deps.metrics.render().decode()
     reader.close()
     deps.state.close()
+
+
+def test_a_model_parked_while_the_store_was_down_is_retried_as_soon_as_it_answers(tmp_path, subnet, trained,
+                                                                                  monkeypatch):
+    from subnet.hub.store import StoreError
+
+    _populate(subnet, trained, hostile=False)
+    hk = {label: m.hotkey for label, m in subnet.miners.items()}
+    deps = _deps(_config(tmp_path, subnet), subnet)
+    run_round(deps)
+    ema = deps.state.ema("tiny")
+    real_list = subnet.store.list_files
+    down = {"on": True}
+
+    def list_files(namespace, name, commit):
+        if name in ("strong", "copycat") and down["on"]:
+            raise StoreError("503 Service Unavailable", transient=True)
+        return real_list(namespace, name, commit)
+
+    monkeypatch.setattr(subnet.store, "list_files", list_files)
+    for label in ("strong", "copycat"):  # their copies must be fetched again, from a store that is down
+        shutil.rmtree(_record(deps, hk[label]).model_dir)
+    for _ in range(4):
+        _next(subnet)
+        summary = run_round(deps)
+        assert summary.competitions["tiny"].own_faults.get(hk["strong"]) == "store_unavailable"
+        assert deps.state.ema("tiny") == ema
+    assert _record(deps, hk["strong"]).parked()
+
+    down["on"] = False  # the store is back: the probe's listing answers, and the model is not left to its backoff
+    _next(subnet)
+    summary = run_round(deps)
+    assert hk["strong"] in summary.competitions["tiny"].mean_loss, summary.competitions["tiny"]
+    assert _record(deps, hk["strong"]).status == st.MODEL_VERIFIED
+    deps.state.close()

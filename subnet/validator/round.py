@@ -51,9 +51,9 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
-from subnet.validator.standing import keep_standing, set_aside
 from subnet.validator.resources import unpark_recovered
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, schedule_round
+from subnet.validator.standing import keep_standing, set_aside
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import (
     Judgement,
