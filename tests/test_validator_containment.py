@@ -124,7 +124,9 @@ def test_no_exception_from_fetching_or_checking_fails_a_round(tmp_path, subnet, 
     victim = _victim(deps, subnet)
     assert victim.reason == reason and victim.detail, victim
     assert victim.status == (st.MODEL_RETRY if transient else st.MODEL_FAILED), victim
-    assert summary.competitions["tiny"].failed[victim_hotkey] == reason
+    outcome = summary.competitions["tiny"]  # our own faults are set aside, never judged (issue 30)
+    assert (outcome.own_faults if transient else outcome.failed)[victim_hotkey] == reason
+    assert victim_hotkey not in (outcome.failed if transient else outcome.own_faults)
     assert f'validator_model_failures_total{{reason="{reason}"}} 1.0' in deps.metrics.render().decode()
     deps.state.close()
 
@@ -148,6 +150,7 @@ def test_transient_failures_are_retried_then_parked_never_failed(tmp_path, subne
     # Parked: the next round does not even try it.
     summary = run_round(deps)
     assert subnet.miners["victim"].hotkey not in summary.competitions["tiny"].failed
+    assert summary.competitions["tiny"].own_faults[subnet.miners["victim"].hotkey] == "fetch_io_error"  # parked
     # The store is back and the parking is over: verified, and every count of failures is reset.
     broken["on"] = False
     with deps.state.transaction() as db:
@@ -214,7 +217,8 @@ def test_same_size_damage_to_a_cached_copy_is_found_before_scoring(tmp_path, sub
 
 def test_disk_below_the_floor_is_transient_and_counted(tmp_path, subnet):
     deps, summary = _round(tmp_path, subnet, min_free_disk_bytes=1 << 62)
-    assert set(summary.competitions["tiny"].failed.values()) == {"disk_full"}
+    assert set(summary.competitions["tiny"].own_faults.values()) == {"disk_full"}
+    assert not summary.competitions["tiny"].failed
     assert all(m.status == st.MODEL_RETRY for m in deps.state.models())
     assert 'validator_model_failures_total{reason="disk_full"} 2.0' in deps.metrics.render().decode()
     deps.state.close()
@@ -232,7 +236,7 @@ def test_a_slow_store_hits_the_fetch_deadline_and_a_stop_is_answered_at_once(tmp
     monkeypatch.setattr(subnet.store, "download", slow_download)
     started = time.monotonic()
     deps, summary = _round(tmp_path, subnet, fetch_timeout_per_model_s=1.0)
-    assert summary.competitions["tiny"].failed[subnet.miners["victim"].hotkey] == "fetch_timeout"
+    assert summary.competitions["tiny"].own_faults[subnet.miners["victim"].hotkey] == "fetch_timeout"
     _honest_has_the_weight(deps, subnet, summary)
     assert time.monotonic() - started < 25
     # A stop while a fetch hangs ends the round within a poll interval, not at the deadline.

@@ -18,6 +18,7 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
   'crashed'       died by another signal (e.g. SIGSEGV) or exited nonzero without a result
   'unsupported'   the engine cannot compute this model's losses exactly
   'error'         any other exception; `detail` names it
+  'worker_error'  the worker could not read the round's documents (our fault, see validator/faults.py)
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
 
@@ -53,11 +54,13 @@ from subnet.competitions import Competition, get_competition
 from subnet.data.types import TokenizedDocuments
 from subnet.eval.docfile import load_documents, save_documents
 from subnet.eval.types import DocLosses, ScoreOutcome
+from subnet.pids import alive
 
 log = logging.getLogger(__name__)
 
 DETAIL_LIMIT = 2_000
 TEMP_PREFIX = "subnet-eval-"
+WORKER_NAME_PREFIX = "score-"
 # The worker's own time limit runs this much past the parent's, so the parent normally reports 'timeout'.
 SELF_LIMIT_GRACE_S = 5.0
 PARENT_POLL_S = 0.25
@@ -118,26 +121,29 @@ def score_models(
         pending = deque(jobs)
         running: dict[int, _Running] = {}
         started = 0
-        while pending or running:
-            for slot, slot_device in enumerate(slots):
-                if slot not in running and pending:
-                    job = pending.popleft()
-                    started += 1
-                    request = dict(
-                        key=job.key, model_dir=str(job.model_dir), competition=competition,
-                        docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
-                        device=slot_device, loader=loader, token_budget=token_budget,
-                        max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
-                        parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
-                    )
-                    running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
-            _wait_for_any(running)
-            for slot, run in list(running.items()):
-                outcome = _poll(run, len(docs))
-                if outcome is not None:
-                    del running[slot]
-                    outcomes[run.job.key] = outcome
-                    log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
+        try:
+            while pending or running:
+                for slot, slot_device in enumerate(slots):
+                    if slot not in running and pending:
+                        job = pending.popleft()
+                        started += 1
+                        request = dict(
+                            key=job.key, model_dir=str(job.model_dir), competition=competition,
+                            docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
+                            device=slot_device, loader=loader, token_budget=token_budget,
+                            max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
+                            parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
+                        )
+                        running[slot] = _start(ctx, job, request, job.timeout_s or timeout_s)
+                _wait_for_any(running)
+                for slot, run in list(running.items()):
+                    outcome = _poll(run, len(docs))
+                    if outcome is not None:
+                        del running[slot]
+                        outcomes[run.job.key] = outcome
+                        log.info("scored %s: %s in %.1fs", run.job.key, outcome.error or "ok", outcome.seconds)
+        finally:  # a second stop signal (KeyboardInterrupt) lands here: no worker outlives it or its temp dir
+            _kill(list(running.values()))
     return {k: outcomes[k] for k in keys}
 
 
@@ -166,7 +172,7 @@ def remove_stale_temp_dirs(root: str | Path | None = None) -> list[Path]:
         return removed
     for path in candidates:
         owner = re.match(rf"{re.escape(TEMP_PREFIX)}p(\d+)-", path.name)
-        if owner and (int(owner.group(1)) == os.getpid() or _alive(int(owner.group(1)))):
+        if owner and (int(owner.group(1)) == os.getpid() or alive(int(owner.group(1)))):
             continue
         if not owner and _age_s(path) < UNNAMED_TEMP_AGE_S:
             continue
@@ -183,25 +189,24 @@ def _age_s(path: Path) -> float:
         return 0.0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def _is_cpu(device: str) -> bool:
     return str(device).split(":")[0] == "cpu"
 
 
 def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
-    process = ctx.Process(target=_worker_main, args=(request,), name=f"score-{job.key}", daemon=True)
+    process = ctx.Process(target=_worker_main, args=(request,), name=f"{WORKER_NAME_PREFIX}{job.key}", daemon=True)
     started = time.monotonic()
     process.start()
     return _Running(job, process, Path(request["result_path"]), started, started + timeout_s)
+
+
+def _kill(runs: Sequence[_Running]) -> None:
+    """End workers now (SIGKILL: they ignore SIGTERM) and reap them, before their temp dir goes."""
+    for run in runs:
+        if run.process.is_alive():
+            run.process.kill()
+    for run in runs:
+        run.process.join(5)
 
 
 def _wait_for_any(running: dict[int, _Running]) -> None:
@@ -338,7 +343,10 @@ def _score_in_worker(request: dict) -> dict:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        docs = load_documents(request["docs_path"])
+        try:
+            docs = load_documents(request["docs_path"])
+        except Exception as exc:  # noqa: BLE001 - our documents file, not the model: no verdict on the miner
+            return failed("worker_error", exc)
         model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
         started = time.monotonic()
         losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))

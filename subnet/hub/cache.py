@@ -25,6 +25,12 @@ PARTIAL_PREFIX = ".partial-"
 REHASH_AFTER_S = 24 * 3600.0
 _HOTKEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _COMMIT = re.compile(r"^[0-9a-f]{7,64}$")
+_PARTIAL_OWNER = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}[0-9a-f]+-(\d+)-[0-9a-f]+$")
+
+
+def disk_free(path: Path) -> int:
+    """Free bytes on the disk holding `path`: the one measure every free-disk decision uses."""
+    return shutil.disk_usage(path).free
 
 
 def model_cache_dir(cache_dir: Path, hotkey: str, commit: str) -> Path:
@@ -112,6 +118,51 @@ def verify_cached(directory: Path, ref: ModelRef, hotkey: str, *, rehash_after_s
     return dir_hash
 
 
+def cached_copy_intact(directory: Path) -> bool:
+    """Whether a cached copy still holds what its marker says was verified (False when it is gone).
+
+    Asked after a model failed to score: a copy that vanished or changed under the scorer makes the
+    failure ours (our disk, our cache), not the miner's.
+    """
+    from subnet.hub.model_ref import ModelRefError
+
+    marker = _read_marker(Path(directory))
+    if not marker or not isinstance(marker.get("ref"), str) or not isinstance(marker.get("hotkey"), str):
+        return False
+    try:
+        return verify_cached(Path(directory), ModelRef.parse(marker["ref"]), marker["hotkey"]) is not None
+    except (OSError, ValueError, ModelRefError):
+        return False
+
+
+def stale_partial(entry: Path, max_age_s: float) -> bool:
+    """A download's scratch directory nobody will finish: its process is gone, or (no owner in its
+    name) nothing touched it for `max_age_s`. A live process's download, ours included, is kept."""
+    from subnet.pids import alive
+
+    owner = _PARTIAL_OWNER.match(entry.name)
+    if owner:
+        return not alive(int(owner.group(1)))
+    try:
+        return time.time() - entry.stat().st_mtime > max_age_s
+    except OSError:
+        return False
+
+
+def remove_dead_partials(cache_dir: Path, max_age_s: float = 3600.0) -> list[Path]:
+    """Delete the scratch directories of downloads whose process died (a kill mid-download)."""
+    cache_dir = Path(cache_dir)
+    removed: list[Path] = []
+    if not cache_dir.is_dir():
+        return removed
+    for hotkey_dir in sorted(p for p in cache_dir.iterdir() if p.is_dir()):
+        for entry in sorted(p for p in hotkey_dir.iterdir() if p.name.startswith(PARTIAL_PREFIX)):
+            if stale_partial(entry, max_age_s):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 def remove_unreferenced(
     cache_dir: Path, keep: set[Path], min_free_bytes: int | None = None, *, partial_max_age_s: float = 3600.0
 ) -> list[Path]:
@@ -120,26 +171,23 @@ def remove_unreferenced(
     With `min_free_bytes=None` every unreferenced directory goes. Otherwise the oldest go first,
     and only until the disk has `min_free_bytes` free, so a model that drops out of the metagraph
     for a round is not downloaded again when there is room to keep it. Scratch directories of
-    interrupted downloads older than `partial_max_age_s` always go.
+    downloads whose process died always go (`remove_dead_partials`).
     """
     cache_dir = Path(cache_dir)
     if not cache_dir.is_dir():
         return []
     keep_resolved = {Path(k).resolve() for k in keep}
-    removed: list[Path] = []
+    removed: list[Path] = remove_dead_partials(cache_dir, partial_max_age_s)
     candidates: list[Path] = []
-    now = time.time()
     for hotkey_dir in sorted(p for p in cache_dir.iterdir() if p.is_dir()):
         for entry in sorted(p for p in hotkey_dir.iterdir() if p.is_dir()):
             if entry.name.startswith(PARTIAL_PREFIX):
-                if now - entry.stat().st_mtime > partial_max_age_s:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(entry)
-            elif entry.resolve() not in keep_resolved:
+                continue
+            if entry.resolve() not in keep_resolved:
                 candidates.append(entry)
     candidates.sort(key=lambda p: p.stat().st_mtime)
     for entry in candidates:
-        if min_free_bytes is not None and shutil.disk_usage(cache_dir).free >= min_free_bytes:
+        if min_free_bytes is not None and disk_free(cache_dir) >= min_free_bytes:
             break
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)

@@ -18,9 +18,10 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
 
+from subnet.hub import cache as _cache
 from subnet.hub.cache import (
     PARTIAL_PREFIX,
     hash_files,
@@ -47,8 +48,9 @@ MAX_REPO_FILES = 256
 class DiskFull(OSError):
     """Our disk has no room for a download: the validator's problem, never the miner's."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, free: int | None = None, needed: int | None = None) -> None:
         super().__init__(errno.ENOSPC, message)
+        self.free, self.needed = free, needed
 
 
 class FetchDeadline(TimeoutError):
@@ -180,10 +182,10 @@ def check_upload_dir(local_dir: Path) -> list[Path]:
 
 def ensure_free_disk(directory: Path, needed: int, floor: int) -> None:
     """Refuse a download that would leave less than `floor` bytes free (checked before each one)."""
-    free = shutil.disk_usage(directory).free
+    free = _cache.disk_free(directory)
     if free - needed < floor:
         raise DiskFull(f"{free:,} bytes free in {directory}; a download of {needed:,} bytes would pass "
-                       f"the floor of {floor:,}")
+                       f"the floor of {floor:,}", free, needed)
 
 
 def _check_deadline(deadline: float | None, step: str) -> None:
@@ -192,11 +194,13 @@ def _check_deadline(deadline: float | None, step: str) -> None:
 
 
 def fetch_verified(store: ModelStore, ref: ModelRef, hotkey: str, competition, cache_dir: Path, *,
-                   min_free_bytes: int = 0, deadline: float | None = None) -> Path:
+                   min_free_bytes: int = 0, deadline: float | None = None,
+                   make_room: Callable[[int], object] | None = None) -> Path:
     """Download `ref` for `hotkey` (or reuse an intact verified copy) and return its directory.
 
     Raises ModelRejected for a bad model (size, files, hash), StoreError for store faults,
-    DiskFull when our disk is short, and FetchDeadline past `deadline` (time.monotonic()).
+    DiskFull when our disk is short (after `make_room(bytes needed)`, which may evict models nobody
+    needs), and FetchDeadline past `deadline` (time.monotonic()).
     A cached copy that no longer hashes as verified is deleted and fetched again.
     """
     if ref.competition_id != competition.id:
@@ -211,8 +215,12 @@ def fetch_verified(store: ModelStore, ref: ModelRef, hotkey: str, competition, c
     wanted = check_listing(store.list_files(ref.namespace, ref.name, ref.commit), competition.max_bytes)
     _check_deadline(deadline, "after listing")
 
+    needed = sum(f.size for f in wanted)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    if make_room is not None and _cache.disk_free(Path(cache_dir)) - needed < min_free_bytes:
+        make_room(needed)  # before our directory exists: eviction removes empty hotkey directories
     final.parent.mkdir(parents=True, exist_ok=True)
-    ensure_free_disk(final.parent, sum(f.size for f in wanted), min_free_bytes)
+    ensure_free_disk(final.parent, needed, min_free_bytes)
     scratch = final.parent / f"{PARTIAL_PREFIX}{ref.commit}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         scratch.mkdir()

@@ -20,6 +20,7 @@ from aiohttp import web
 from subnet import __version__, git_commit
 from subnet.competitions import Competition
 from subnet.validator.agreement import read_agreement
+from subnet.validator.degraded import read_degraded
 from subnet.validator.health import Health, HealthPolicy, assess
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
@@ -125,11 +126,25 @@ def _agreement(state: ValidatorState) -> dict | None:
 
 
 def check_health(state: ValidatorState, metrics: ValidatorMetrics, policy: HealthPolicy, started_at: float) -> Health:
-    """Assess health and mirror every reason into `/metrics` (a state that cannot be read is a reason too)."""
+    """Assess health and mirror every reason into `/metrics` (a state that cannot be read is a reason too).
+
+    Degraded operation (`degraded.py`: models parked or weights held for our faults, a full disk) is
+    unhealthy too: the operator has something to fix, and a restart alone fixes none of it.
+    """
     try:
         health = assess(state.rounds(limit=50), policy, time.time(), started_at)
+        degraded = read_degraded(state)
     except Exception as e:  # noqa: BLE001 - the answer must come, whatever the database does
         health = Health(False, ["state_unreadable"], {"error": f"{type(e).__name__}: {e}"[:500]})
+        degraded = None
+    if degraded is not None:
+        failing = bool(health.reasons)
+        health.reasons += degraded.reasons
+        health.details.update(degraded.details)
+        health.ok = not health.reasons
+        health.details["status"] = "failing" if failing else "degraded" if degraded.reasons else "ok"
+        metrics.observe_degraded(degraded.details)
+    health.details.setdefault("status", "ok" if health.ok else "failing")
     metrics.observe_health(health.reasons)
     return health
 

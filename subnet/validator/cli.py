@@ -115,6 +115,7 @@ def run(
     """Evaluate miners' models round after round and set weights."""
     from subnet.logs import setup_logging
     from subnet.validator.daemon import run_validator
+    from subnet.validator.signals import exit_at_once_if_forced
 
     if chain_endpoint:
         network = chain_endpoint
@@ -140,7 +141,7 @@ def run(
     level = "TRACE" if logging_trace else "DEBUG" if logging_debug else log_level
     setup_logging(level, log_format)
     config.device = _resolve_device(device)
-    raise typer.Exit(run_validator(config))
+    raise typer.Exit(exit_at_once_if_forced(run_validator(config)))
 
 
 def _resolve_device(device: str) -> str:

@@ -53,6 +53,8 @@ class CompetitionOutcome:
     copies: dict[str, str] = field(default_factory=dict)
     tokens_per_s: float = 0.0
     error: str | None = None
+    own_faults: dict[str, str] = field(default_factory=dict)  # not judged: failed for our fault (faults.py)
+    weights_held: str | None = None  # why this competition's weights stayed as they were, if they did
 
 
 @dataclass

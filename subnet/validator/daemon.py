@@ -11,7 +11,6 @@ also end on their own if the daemon is killed. A second signal stops at once.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from subnet.competitions import (
 )
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
+from subnet.validator.degraded import record_standing
+from subnet.validator.signals import FORCED_STOP, install_signal_handlers
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.round import (
     RoundAborted,
@@ -189,6 +190,9 @@ class Daemon:
             return cfg.round_interval_s
         self.stats.completed += 1
         self.stats.consecutive_chain_failures = 0
+        record_standing(deps.state, summary.round_id,
+                        {cid: o.weights_held for cid, o in summary.competitions.items() if o.weights_held},
+                        cfg.models_dir, cfg.min_free_disk_bytes)
         if summary.resumed:
             deps.metrics.rounds_resumed.inc()
         deps.metrics.rounds.labels(status=summary.weights_status).inc()
@@ -205,9 +209,18 @@ class Daemon:
         """Make an interrupted state consistent, and set weights of a round scored before a stop."""
         from subnet.eval.worker import remove_stale_temp_dirs
 
+        from subnet.hub.cache import remove_dead_partials
+
         removed = remove_stale_temp_dirs()
         if removed:
             log.info("removed %d scoring temp dir(s) left by a killed run", len(removed))
+        try:
+            partials = remove_dead_partials(self.deps.config.models_dir)
+        except OSError as e:  # our disk: the next round's clean-up tries again
+            partials = []
+            log.warning("could not look for partial downloads: %s", e)
+        if partials:
+            log.info("removed %d partial download(s) left by a killed run", len(partials))
         rec = self.deps.state.recover()
         if rec.interrupted:
             log.info("restart: round(s) %s stopped while scoring; the next round resumes the newest", rec.interrupted)
@@ -286,31 +299,6 @@ def _last_round_block(state: ValidatorState) -> int | None:
     return rounds[0].block if rounds else None
 
 
-def install_signal_handlers(stop: threading.Event, bound_s: float | None = None) -> Callable[[], None]:
-    """First SIGTERM/SIGINT: stop after the model in progress (within `bound_s`). Second: stop now.
-
-    Returns a restore function."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def handle(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        log.info("received %s: stopping after the model in progress%s (again to stop now)",
-                 signal.Signals(signum).name, f", within {bound_s:.0f} s" if bound_s else "")
-        stop.set()
-
-    for s in previous:
-        signal.signal(s, handle)
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-    return restore
-
-
 def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> int:
     """Open the state, start the status API, run the daemon until stopped; everything closed on the way out."""
     config.validate()
@@ -368,17 +356,26 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
         return daemon.run()
     except KeyboardInterrupt:
         log.info("stopped")
-        return 130
+        return FORCED_STOP
     except (ChainError, CompetitionError) as e:  # start-up problems: say what, without a traceback
         log.error("validator cannot start: %s", e)
         return 1
     finally:
         restore()
-        if server is not None:
-            server.stop()
-        if deps is not None:
-            try:
-                deps.chain.close()
-            except Exception:  # noqa: BLE001
-                pass
-        state.close()
+        _close_all(server, deps, state)
+
+
+def _close_all(server, deps: RoundDeps | None, state: ValidatorState) -> None:
+    """Everything run_validator opened or started, closed: a second signal may have left the round
+    mid-scoring, so workers are ended here too, and nothing outlives the daemon."""
+    from subnet.eval.children import stop_children
+
+    stop_children()
+    if server is not None:
+        server.stop()
+    if deps is not None:
+        try:
+            deps.chain.close()
+        except Exception:  # noqa: BLE001
+            pass
+    state.close()

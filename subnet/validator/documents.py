@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from subnet.competitions import Competition
 from subnet.data.types import RoundData, TokenizedDocuments
@@ -70,6 +73,30 @@ def document_sources(docs: TokenizedDocuments, competition: Competition):
     return [source_index(doc_id) for doc_id in docs.doc_ids]
 
 
+def blame_lost_cache(jobs: Sequence[ScoreJobSpec], outcomes: dict[str, ScoreOutcome]) -> dict[str, ScoreOutcome]:
+    """A model that failed while its cached files vanished or changed failed for our fault (`cache_lost`).
+
+    Whatever the failure looked like (a loader's refusal, a crash, no finite loss), files that are no
+    longer what was verified say nothing about the miner's model; the next round fetches it again.
+    """
+    from subnet.hub.cache import cached_copy_intact
+
+    for job in jobs:
+        outcome = outcomes.get(job.key)
+        if outcome is None or not _failed(outcome) or cached_copy_intact(Path(job.model_dir)):
+            continue
+        cause = outcome.error or "no finite loss"
+        outcomes[job.key] = ScoreOutcome(None, "cache_lost", f"the cached copy at {job.model_dir} vanished or changed "
+                                         f"while it was scored ({cause}: {outcome.detail[:300]})", outcome.seconds)
+    return outcomes
+
+
+def _failed(outcome: ScoreOutcome) -> bool:
+    if outcome.error or outcome.losses is None:
+        return True
+    return not np.isfinite(outcome.losses.per_token()).any()
+
+
 def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = None) -> Scorer:
     """One spawned process per model: a crash, hang or OOM costs only that model.
 
@@ -88,7 +115,7 @@ def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = 
                 out.update(score_models([ScoreJob(j.key, j.model_dir)], competition, docs, device=device,
                                         timeout_s=timeout_s, max_memory_bytes=max_memory_bytes))
                 progress.advance()
-        return out
+        return blame_lost_cache(jobs, out)
 
     return score
 
@@ -117,6 +144,6 @@ def inprocess_scorer(device: str) -> Scorer:
                 continue
             seconds = time.perf_counter() - start
             out[job.key] = ScoreOutcome(losses, "", "", seconds, float(losses.n_tokens.sum()) / max(seconds, 1e-9))
-        return out
+        return blame_lost_cache(jobs, out)
 
     return score

@@ -54,7 +54,14 @@ class ValidatorMetrics:
                                " (sum of min(w, consensus))", registry=r)
         self.catching_up = Gauge("validator_catching_up", "1 while fewer than 4 windows were scored in the last day",
                                  registry=r)
-        for reason in ("no_recent_round", "nothing_evaluated", "stale_ema"):
+        self.models_parked = Gauge("validator_models_parked", "Models waiting after a failure of our own store,"
+                                   " disk, cache, workers or checks", ["reason"], registry=r)
+        self.weights_held = Gauge("validator_weights_held", "1 while a competition's weights are held because a"
+                                  " leading model could not be judged for our fault", ["competition"], registry=r)
+        self.disk_free = Gauge("validator_model_cache_free_bytes", "Free bytes on the model cache's disk at the"
+                               " last round", registry=r)
+        for reason in ("no_recent_round", "nothing_evaluated", "stale_ema", "models_parked", "weights_held",
+                       "disk_below_floor"):
             self.health_failing.labels(reason=reason).set(0)
 
     def observe_health(self, reasons: list[str]) -> None:
@@ -65,6 +72,19 @@ class ValidatorMetrics:
         for reason in reasons:
             self.health_failing.labels(reason=reason).set(1)
             self.health_failures.labels(reason=reason).inc()
+
+    def observe_degraded(self, details: dict) -> None:
+        """The numbers behind degraded operation (`degraded.py`); labels no longer present go back to 0."""
+        for gauge, now in ((self.models_parked, details.get("models_parked") or {}),
+                           (self.weights_held, {k: 1 for k in details.get("weights_held") or {}})):
+            for sample in list(gauge.collect()[0].samples):
+                label = next(iter(sample.labels.values()))
+                if label not in now:
+                    gauge.labels(label).set(0)
+            for label, value in now.items():
+                gauge.labels(label).set(value)
+        if isinstance(details.get("disk_free_bytes"), int):
+            self.disk_free.set(details["disk_free_bytes"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

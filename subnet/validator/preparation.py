@@ -20,6 +20,7 @@ from subnet.hub.contained import Failure, StopRequested, classify, run_with_dead
 from subnet.hub.model_ref import ModelRef, ModelRefError
 from subnet.validator import state as st
 from subnet.validator.context import ReadyModel, RoundAborted, RoundDeps
+from subnet.validator.resources import note_disk_full
 from subnet.validator.state import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,11 @@ MAX_STORE_ATTEMPTS = 3
 
 
 def fetch_and_check(deps: RoundDeps, record: ModelRecord, competition: Competition,
-                    deadline: float | None = None) -> tuple[Path, str]:
-    """Fetch (or reuse an intact cached copy of) one model and run every check: (directory, content hash)."""
+                    deadline: float | None = None, models: Mapping[str, ModelRecord] | None = None) -> tuple[Path, str]:
+    """Fetch (or reuse an intact cached copy of) one model and run every check: (directory, content hash).
+
+    Short of disk, models no commitment in `models` refers to are evicted before the download is refused.
+    """
     from subnet.hub.cache import verified_directory_hash
     from subnet.hub.download import fetch_verified
     from subnet.hub.hashing import directory_hash
@@ -38,7 +42,8 @@ def fetch_and_check(deps: RoundDeps, record: ModelRecord, competition: Competiti
 
     ref = ModelRef.parse(record.ref)
     path = fetch_verified(deps.store, ref, record.hotkey, competition, deps.config.models_dir,
-                          min_free_bytes=deps.config.min_free_disk_bytes, deadline=deadline)
+                          min_free_bytes=deps.config.min_free_disk_bytes, deadline=deadline,
+                          make_room=None if models is None else functools.partial(clean_model_cache, deps, models))
     content_hash = verified_directory_hash(path) or directory_hash(path)
     check_model_dir(path, competition)
     return path, content_hash
@@ -50,6 +55,8 @@ def _record_failure(deps: RoundDeps, record: ModelRecord, failure: Failure) -> s
     if reason == "store_error" and record.attempts + 1 < MAX_STORE_ATTEMPTS:
         reason, transient = "store_unavailable", True  # the store said no; ask again before believing it
     deps.state.mark_failed(record.id, reason, failure.detail, transient=transient)
+    if reason == "disk_full":
+        note_disk_full(deps)  # parked models are retried once the disk has more room than now
     deps.metrics.failures.labels(reason=reason).inc()
     (log.warning if transient else log.info)("model %s (%s) %s: %s: %s", record.hotkey, record.ref[:60],
                                              "failed for now" if transient else "rejected", reason, failure.detail)
@@ -70,7 +77,8 @@ def prepare_models(
         deadline = time.monotonic() + timeout_s
         try:
             path, content_hash = run_with_deadline(
-                functools.partial(fetch_and_check, deps, record, competition, deadline), timeout_s, stop=deps.stop,
+                functools.partial(fetch_and_check, deps, record, competition, deadline, models), timeout_s,
+                stop=deps.stop,
                 name=f"fetch-{record.hotkey[:12]}",
             )
         except StopRequested as e:
@@ -85,8 +93,9 @@ def prepare_models(
     return ready, failed
 
 
-def clean_model_cache(deps: RoundDeps, models: Mapping[str, ModelRecord]) -> list[Path]:
-    """Delete downloaded models no current commitment refers to, oldest first, down to the free-disk floor."""
+def clean_model_cache(deps: RoundDeps, models: Mapping[str, ModelRecord], needed: int = 0) -> list[Path]:
+    """Delete downloaded models no current commitment refers to, oldest first, until the free-disk floor
+    (plus `needed` bytes for a download about to start) is free."""
     from subnet.hub.cache import model_cache_dir, remove_unreferenced
 
     keep = set()
@@ -96,7 +105,7 @@ def clean_model_cache(deps: RoundDeps, models: Mapping[str, ModelRecord]) -> lis
                 keep.add(model_cache_dir(deps.config.models_dir, m.hotkey, ModelRef.parse(m.ref).commit))
             except (ValueError, ModelRefError):
                 continue
-    removed = remove_unreferenced(deps.config.models_dir, keep, deps.config.min_free_disk_bytes)
+    removed = remove_unreferenced(deps.config.models_dir, keep, deps.config.min_free_disk_bytes + max(0, needed))
     if removed:
         gone = {str(p) for p in removed}
         for m in deps.state.models(st.MODEL_VERIFIED):

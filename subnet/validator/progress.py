@@ -13,6 +13,7 @@ from typing import Mapping
 
 from subnet.eval.types import DocLosses, ScoreOutcome
 from subnet.validator.context import RoundDeps
+from subnet.validator.faults import is_own_fault
 from subnet.validator.state import (
     ModelRecord,
     RoundRecord,
@@ -41,15 +42,17 @@ def done_scores(deps: RoundDeps, round_id: int, competition: str,
                 models: Mapping[str, ModelRecord]) -> dict[str, ScoreOutcome]:
     """The outcomes this round already has for the competition (stored, or held in memory).
 
-    A stored outcome counts only while the hotkey's current commitment is the model it scored.
+    A stored outcome counts only while the hotkey's current commitment is the model it scored, and
+    only when it is a verdict: a failure of ours (a lost cache, a broken worker) is scored again.
     """
     out: dict[str, ScoreOutcome] = {}
     for key, s in deps.state.scored_models(round_id, competition).items():
-        if key in models and s.model_id == models[key].id:
+        if key in models and s.model_id == models[key].id and not is_own_fault(s.error):
             losses = DocLosses.from_bytes(s.losses) if s.losses is not None else None
             out[key] = ScoreOutcome(losses, s.error, s.detail, s.seconds, s.tokens_per_s)
     for (rid, cid, key), (model_id, outcome) in deps.unsaved_scores.items():
-        if rid == round_id and cid == competition and key in models and models[key].id == model_id:
+        if rid == round_id and cid == competition and key in models and models[key].id == model_id \
+                and not is_own_fault(outcome.error):
             out[key] = outcome
     return out
 
@@ -73,8 +76,14 @@ def round_to_resume(deps: RoundDeps, block: int) -> RoundRecord | None:
     return None
 
 
-def planned_keys(deps: RoundDeps, round_id: int, models: Mapping[str, ModelRecord]) -> dict[str, list[str]]:
-    """A resumed round's models: those it planned whose commitment is still the current one."""
+def planned_keys(deps: RoundDeps, round_id: int, models: Mapping[str, ModelRecord]) -> dict[str, list[str]] | None:
+    """A resumed round's models: those it planned whose commitment is still the current one.
+
+    None when the round recorded no plan (it was killed between starting and planning): the caller
+    plans it now, since a round that scores nothing must not set weights from the old EMA.
+    """
     plan = deps.state.planned_models(round_id)
+    if not plan:
+        return None
     return {cid: [hk for hk, model_id in keys if hk in models and models[hk].id == model_id]
             for cid, keys in plan.items()}

@@ -40,13 +40,17 @@ def round_lines(summary: RoundSummary, models: dict, uids: dict[str, int]) -> li
     for cid, o in summary.competitions.items():
         lines.append((
             f"round {summary.round_id} {cid}: block {summary.block}, {o.scored} scored, {len(o.failed)} failed, "
-            f"{len(o.copies)} copies, {o.n_docs} docs, {summary.seconds:.1f} s, {o.tokens_per_s:,.0f} tok/s, {weights}",
-            logging.INFO,
+            f"{len(o.copies)} copies, {o.n_docs} docs, {summary.seconds:.1f} s, {o.tokens_per_s:,.0f} tok/s, {weights}"
+            + (f", {len(o.own_faults)} not judged (our fault)" if o.own_faults else "")
+            + (f", weights held ({o.weights_held})" if o.weights_held else ""),
+            logging.WARNING if o.weights_held else logging.INFO,
             {"event": "round", "round": summary.round_id, "competition": cid, "block": summary.block,
              "scored": o.scored, "failed": len(o.failed), "copies": len(o.copies), "docs": o.n_docs,
-             "seconds": round(summary.seconds, 3), "weights": summary.weights_status},
+             "seconds": round(summary.seconds, 3), "weights": summary.weights_status,
+             "own_faults": len(o.own_faults), "weights_held": o.weights_held},
         ))
-        keys = sorted(set(o.win_rates) | set(o.failed) | set(o.mean_loss), key=lambda k: -o.ema.get(k, 0.0))
+        keys = sorted(set(o.win_rates) | set(o.failed) | set(o.mean_loss) | set(o.own_faults),
+                      key=lambda k: -o.ema.get(k, 0.0))
         for key in keys:
             record = models.get(key)
             uid, ref = uids.get(key, record.uid if record else None), short_ref(record.ref) if record else "?"
@@ -56,6 +60,11 @@ def round_lines(summary: RoundSummary, models: dict, uids: dict[str, int]) -> li
                 fields["reason"] = o.failed[key]
                 lines.append((f"round {summary.round_id} {cid}: uid {uid} {key} {ref} failed: {o.failed[key]}",
                               logging.WARNING, fields))
+                continue
+            if key in o.own_faults:
+                fields["reason"] = o.own_faults[key]
+                lines.append((f"round {summary.round_id} {cid}: uid {uid} {key} {ref} not judged, our fault: "
+                              f"{o.own_faults[key]}", logging.WARNING, fields))
                 continue
             loss, rate, weight = o.mean_loss.get(key), o.win_rates.get(key), o.ema.get(key, 0.0)
             copy = f", copy of uid {uids.get(o.copies[key], '?')}" if key in o.copies else ""

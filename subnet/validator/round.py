@@ -55,7 +55,9 @@ from subnet.validator.progress import (
 from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator.agreement import record_agreement
 from subnet.validator.judging import Judgement, judge
+from subnet.validator.resources import unpark_recovered
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
+from subnet.validator.standing import keep_standing, set_aside
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import carried_ema, new_registrations
 from subnet.validator.weights_setting import finish_weights, set_weights, weights_due
@@ -156,6 +158,7 @@ def evaluate_competition(
         ready[key] = ReadyModel(record, Path(record.model_dir or ""), record.content_hash or "")
     if not ready:  # nothing to score; the failures are already recorded on the models
         outcome.failed.update(fetch_failed)
+        set_aside(outcome, ready, fetch_failed, {}, models)  # our faults are no verdict (standing.py)
         return outcome, None
     recorded_digest = _recorded_digest(deps, round_id, competition.id) if done else None
     round_data, docs = prepare_documents(deps, seed, competition, round_id)  # records the data's identity
@@ -178,6 +181,7 @@ def evaluate_competition(
             # Failed while we were stopping (a signal may have reached the worker): no verdict; resumed later.
             raise RoundAborted(f"stop requested while {key} was scored ({scores[key].error})")
         _record_outcome(deps, round_id, competition, models[key], scores[key])
+    ready, fetch_failed, scores = set_aside(outcome, ready, fetch_failed, scores, models)  # ours: no evidence
     # Verified this round: the content hashes copies are told by are known only now.
     models = {**models, **{k: dataclasses.replace(models[k], content_hash=r.content_hash or models[k].content_hash)
                            for k, r in ready.items()}}
@@ -187,8 +191,8 @@ def evaluate_competition(
     outcome.scored = len(ok)
     outcome.tokens_per_s = float(np.mean([s.tokens_per_s for s in ok])) if ok else 0.0
     outcome.failed.update({k: v for k, v in judgement.failed.items() if k in scores and k not in outcome.failed})
-    outcome.win_rates = judgement.win_rates
-    outcome.copies = judgement.copies
+    outcome.win_rates = {k: v for k, v in judgement.win_rates.items() if k in scores}  # this round's models
+    outcome.copies = {k: v for k, v in judgement.copies.items() if k in scores}
     outcome.mean_loss = {r.hotkey: r.mean_loss for r in judgement.results if r.mean_loss is not None}
     deps.metrics.models_scored.labels(competition=competition.id).inc(len(ok) - sum(
         1 for k, s in done.items() if s.losses is not None))
@@ -248,6 +252,8 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     resumed = round_to_resume(deps, snapshot.block)
     models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
     clean_model_cache(deps, models)
+    if resumed is None:
+        models = unpark_recovered(deps, models)  # our resources came back: retry the models they parked
     registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
     fresh = _fresh_registrations(state, registered)
     if resumed is not None:
@@ -256,6 +262,11 @@ def run_round(deps: RoundDeps) -> RoundSummary:
         state.resume_round(round_id)
         log.info("resuming round %d (block %d, window %d) where it stopped", round_id, block, window)
         selected = planned_keys(deps, round_id, models)
+        if selected is None:  # killed between its start and its plan: plan it now, on its own window
+            chain_weights = snapshot.metagraph.incentive_by_hotkey()
+            schedule = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
+            selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
+            state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
     else:
         block = snapshot.block
         window, schedule = plan_window(state, models, block, deps, fresh, snapshot.metagraph.incentive_by_hotkey())
@@ -273,14 +284,16 @@ def run_round(deps: RoundDeps) -> RoundSummary:
             previous = carried_ema(state.ema(cid), registered, fresh)
             judgement = judgements.get(cid)
             if judgement is None or judgement.champion is None:
-                new_ema[cid] = previous  # nothing judged: the last decision stands
+                new_ema[cid] = keep_standing(previous, previous, outcomes[cid])  # the last decision stands
                 continue
-            new_ema[cid] = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
-            outcomes[cid].ema = new_ema[cid]
+            decided = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
+            new_ema[cid] = outcomes[cid].ema = keep_standing(decided, previous, outcomes[cid])  # ours move nothing
         done = list(judgements.values())
+        evaluated = [models[k].id for cid, keys in selected.items() for k in keys
+                     if k in models and k not in outcomes[cid].own_faults]
         state.complete_scoring(
             round_id, [r for j in done for r in j.results], [v for j in done for v in j.verdicts], new_ema,
-            [models[k].id for keys in selected.values() for k in keys if k in models], registered=registered,
+            evaluated, registered=registered,
             evidence=[e for j in done for e in j.evidence], earned=[e for j in done for e in j.earned],
             n_due=n_due, n_evaluated=n_evaluated, window_scores=[w for j in done for w in j.window_scores],
             window_pairs=[p for j in done for p in j.window_pairs], decided=set(judgements))

@@ -95,6 +95,15 @@ class ModelsMixin:
                 (MODEL_RETRY, reason, detail[:2000], failures, now + wait if wait else None, now, model_id),
             )
 
+    def unpark(self, model_ids) -> None:
+        """The resource a model was parked for is back: schedulable now (its failure count stays)."""
+        ids = [int(i) for i in model_ids]
+        if not ids:
+            return
+        with self.transaction() as db:
+            db.executemany("UPDATE models SET retry_after = NULL WHERE id = ? AND status = ?",
+                           [(i, MODEL_RETRY) for i in ids])
+
     def forget_model_dir(self, model_id: int) -> None:
         """The files were deleted (disk clean-up): a verified model must be fetched again if needed."""
         with self.transaction() as db:
