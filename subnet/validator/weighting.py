@@ -6,11 +6,17 @@ stored weights of each competition meet the current metagraph. No I/O: plain val
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from subnet.chain.base import Metagraph
 from subnet.competitions import Competition
+
+if TYPE_CHECKING:
+    from subnet.schedule import ScheduleEntry
+
+log = logging.getLogger(__name__)
 
 
 def new_registrations(previous: Mapping[str, int] | None, current: Mapping[str, int]) -> set[str]:
@@ -44,8 +50,8 @@ def uid_weights(
     the share is applied; a competition with nothing to reward (no registered hotkey with positive
     EMA) contributes nothing, and the final normalisation hands its share to the competitions that
     have winners, pro rata to their shares (e.g. shares 0.5/0.3/0.2 with the last empty -> 0.625/0.375).
-    Burning the share instead would need a uid to send it to; leaving it unset would make weights
-    shrink as competitions open. Competitions this validator does not evaluate (absent from
+    A share meant for someone else is the schedule's owner share (`with_owner_share`), not a gap here;
+    leaving a share unset would make weights shrink as competitions open. Competitions this validator does not evaluate (absent from
     `competitions`) are skipped the same way, so their share goes to the evaluated ones.
     """
     totals: dict[int, float] = {}
@@ -63,3 +69,22 @@ def uid_weights(
     if total <= 0:
         return uids, [0.0 for _ in uids]
     return uids, [totals[u] / total for u in uids]
+
+
+def with_owner_share(uids: list[int], weights: list[float], metagraph: Metagraph,
+                     entry: "ScheduleEntry | None") -> tuple[list[int], list[float]]:
+    """The entry's owner (hotkey or "uid:N") takes `owner_share`; the competitions' weights are scaled
+    by 1 - owner_share. An owner not registered now hands its share back to the competitions (logged),
+    and with no competition weight at all nothing is set for the owner alone."""
+    if entry is None or entry.owner_share <= 0 or sum(weights) <= 0:
+        return uids, weights
+    owner = entry.owner_uid(metagraph.uid_of)
+    if owner is None or owner not in {n.uid for n in metagraph.neurons}:
+        log.warning("owner %s is not registered: its share %.3f goes back to the competitions",
+                    entry.owner, entry.owner_share)
+        return uids, weights
+    total = sum(weights)
+    out = {u: (1 - entry.owner_share) * w / total for u, w in zip(uids, weights)}
+    out[owner] = out.get(owner, 0.0) + entry.owner_share
+    ordered = sorted(out)
+    return ordered, [out[u] for u in ordered]
