@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from subnet.competitions import AdvantageSchedule
 from subnet.scoring.advantage import advantage
@@ -80,8 +80,12 @@ def find_copies(entries) -> dict[str, str]:
     return copies
 
 
-def _eps_at(entry: Entry, schedule: AdvantageSchedule, earned: EarnedAdvantage | None):
-    return lambda window: model_advantage(window - entry.block, schedule, earned)
+def _eps_at(entry: Entry, schedule: AdvantageSchedule, earned: EarnedAdvantage | None, advantage_at=None):
+    """The earlier model's advantage at each window, under the advantage in force at that window
+    (`advantage_at`, from the competition schedule; None: `schedule` throughout)."""
+    if advantage_at is None:
+        return lambda window: model_advantage(window - entry.block, schedule, earned)
+    return lambda window: model_advantage(window - entry.block, advantage_at(window), earned)
 
 
 def decide(
@@ -94,13 +98,16 @@ def decide(
     all_pairs: bool = True,
     stride: int = 1,
     window_blocks: int = 150,
+    advantage_at: Callable[[int], AdvantageSchedule] | None = None,
 ) -> Decision:
     """The competition's decision from its models and their pairs' windows (keyed (earlier, later)).
 
     The weights need only the chain's pairs; `all_pairs` also judges every other pair, for the win
     rates the tables show (a simulator of many validators leaves it off: the weights are the same).
     `stride` > 1 counts only every stride-th window (`counted_window`): validators of different
-    speeds then judge on the same windows, at the price of slower decisions.
+    speeds then judge on the same windows, at the price of slower decisions. `advantage_at(window)`:
+    the advantage in force at a window when the schedule retuned it (a pair's windows before and after
+    the change each use their own); `schedule` (the one in force now) still picks the mode and clamps.
     """
     if stride > 1:
         stats = _StrideView(stats, stride, window_blocks)
@@ -117,12 +124,12 @@ def decide(
             out.failed[e.key] = "not scored in any window yet"
     valid = [e for e in ordered if e.key not in out.copies and e.key not in out.failed]
     by_key = {e.key: e for e in valid}
-    _walk_chain(out, valid, stats, schedule, confidence, design_rounds)
+    _walk_chain(out, valid, stats, schedule, confidence, design_rounds, advantage_at)
     wins = {e.key: 0 for e in valid}
     for earlier, later in (combinations(valid, 2) if all_pairs else ()):
         verdict = out.verdicts.get((earlier.key, later.key))
         if verdict is None:
-            eps_at = _eps_at(earlier, schedule, out.earned.get(earlier.key))
+            eps_at = _eps_at(earlier, schedule, out.earned.get(earlier.key), advantage_at)
             verdict = fold_pair(stats.get((earlier.key, later.key), ()), eps_at, confidence, design_rounds)
             out.verdicts[(earlier.key, later.key)] = verdict
         wins[later.key if verdict.later_wins else earlier.key] += 1
@@ -151,14 +158,15 @@ class _StrideView:
         return [s for s in self.stats.get(pair, default) if counted_window(s.window, self.stride, self.window_blocks)]
 
 
-def _walk_chain(out: Decision, valid: Sequence[Entry], stats, schedule, confidence, design_rounds) -> None:
+def _walk_chain(out: Decision, valid: Sequence[Entry], stats, schedule, confidence, design_rounds,
+                advantage_at=None) -> None:
     champion: Entry | None = None
     for entry in valid:
         if champion is None:
             champion = entry
             out.chain.append(entry.key)
             continue
-        eps_at = _eps_at(champion, schedule, out.earned.get(champion.key))
+        eps_at = _eps_at(champion, schedule, out.earned.get(champion.key), advantage_at)
         verdict = fold_pair(stats.get((champion.key, entry.key), ()), eps_at, confidence, design_rounds)
         out.verdicts[(champion.key, entry.key)] = verdict
         if not verdict.later_wins:
