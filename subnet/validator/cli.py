@@ -61,6 +61,9 @@ def run(
         help="Competition to evaluate (repeatable). Default: all with a reward share (devnet: tiny)."),
     competitions_file: Optional[Path] = typer.Option(None, "--competitions-file", envvar="SUBNET_COMPETITIONS_FILE",
                                                      help="TOML/JSON file replacing the built-in competitions."),
+    schedule_file: Optional[Path] = typer.Option(None, "--schedule-file", envvar="SUBNET_SCHEDULE_FILE",
+                                                 help="TOML/JSON schedule of competitions by block (replaces "
+                                                      "--competitions-file)."),
     api_host: str = typer.Option("127.0.0.1", "--api-host", envvar="SUBNET_API_HOST",
                                  help="Status API address (keep 127.0.0.1 behind a proxy)."),
     api_port: int = typer.Option(8091, "--api-port", "--axon.port", envvar="SUBNET_API_PORT",
@@ -124,7 +127,8 @@ def run(
     config = ValidatorConfig(
         netuid=-1 if netuid is None else netuid, network=network, wallet_name=wallet_name,
         wallet_hotkey=wallet_hotkey, wallet_path=wallet_path, device=device, state_dir=state_dir,
-        competitions=tuple(competition or ()), competitions_file=competitions_file, store=store,
+        competitions=tuple(competition or ()), competitions_file=competitions_file, schedule_file=schedule_file,
+        store=store,
         hf_endpoint=hf_endpoint, data_endpoint=data_endpoint, api_host=api_host, api_port=api_port,
         set_weights=not dont_set_weights, round_interval_s=round_interval_s, max_rounds=max_rounds,
         timeout_per_model_s=timeout_per_model, max_models_per_round=max_models,

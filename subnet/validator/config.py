@@ -29,6 +29,7 @@ class ValidatorConfig:
     state_dir: Path = Path("~/.subnet/validator")
     competitions: tuple[str, ...] = ()  # empty: every competition with a reward share > 0
     competitions_file: Path | None = None
+    schedule_file: Path | None = None  # competitions by block (subnet.schedule); replaces competitions_file
     store: str = "hf"  # hf | local:DIR
     hf_endpoint: str | None = None
     data_endpoint: str | None = None

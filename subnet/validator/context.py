@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from subnet.chain.base import Chain
 from subnet.competitions import Competition
@@ -18,6 +18,9 @@ from subnet.hub.store import ModelStore
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.state import ModelRecord, ValidatorState
+
+if TYPE_CHECKING:
+    from subnet.schedule import CompetitionSchedule
 
 Scorer = Callable[[Sequence["ScoreJobSpec"], Competition, TokenizedDocuments], dict[str, ScoreOutcome]]
 
@@ -89,3 +92,5 @@ class RoundDeps:
     # Scores the state could not take (write-locked), by (round id, competition, hotkey): a resumed round
     # uses them, so a lock never costs finished scoring while this process lives.
     unsaved_scores: dict = field(default_factory=dict)
+    # Which competitions are in force at each window (subnet.schedule); None: `competitions` throughout.
+    schedule: CompetitionSchedule | None = None

@@ -23,6 +23,7 @@ from subnet.competitions import (
     CompetitionError,
     load_competitions,
 )
+from subnet.schedule import CompetitionSchedule, default_schedule, load_schedule
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.degraded import record_standing
@@ -44,18 +45,31 @@ log = logging.getLogger(__name__)
 
 
 def resolve_competitions(config: ValidatorConfig) -> tuple[dict[str, Competition], dict[str, Competition]]:
-    """(evaluated, known): the competitions to score, and all those a commitment may name."""
-    known = load_competitions(config.competitions_file) if config.competitions_file else dict(DEFAULT_COMPETITIONS)
+    """(evaluated, known): the competitions to score, and all those a commitment may name.
+
+    With a schedule, both span every entry: the entry in force at a round's window narrows them
+    (`subnet.validator.in_force`)."""
+    schedule = resolve_schedule(config)
+    known = schedule.all_competitions()
     if config.competitions:
         unknown = [c for c in config.competitions if c not in known]
         if unknown:
             raise CompetitionError(f"--competition {unknown} unknown; known: {sorted(known)}")
         return {c: known[c] for c in config.competitions}, known
-    if config.network.startswith("devnet:"):
+    if config.network.startswith("devnet:") and config.schedule_file is None:
         chosen = {c: v for c, v in known.items() if c == "tiny"} or known
     else:
         chosen = {c: v for c, v in known.items() if v.reward_share > 0}
     return chosen, known
+
+
+def resolve_schedule(config: ValidatorConfig) -> CompetitionSchedule:
+    """--schedule-file, else one entry from block 0 with --competitions-file or the defaults; a
+    malformed file fails here, at start-up, naming the entry and the field."""
+    if config.schedule_file:
+        return load_schedule(config.schedule_file)
+    known = load_competitions(config.competitions_file) if config.competitions_file else dict(DEFAULT_COMPETITIONS)
+    return default_schedule(known)
 
 
 def make_store(config: ValidatorConfig):
@@ -109,7 +123,7 @@ def build_deps(config: ValidatorConfig, state: ValidatorState, metrics: Validato
               else worker_scorer(config.device, config.timeout_per_model_s, memory_cap))
     return RoundDeps(chain=chain, store=make_store(config), state=state, config=config, competitions=evaluated,
                      known_competitions=known, source_for=source_factory(config), scorer=scorer, metrics=metrics,
-                     stop=stop)
+                     stop=stop, schedule=resolve_schedule(config))
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -90,7 +90,7 @@ def window_evidence(competition: Competition, window: int, digest: str | None, m
 def decide_competition(competition: Competition, models: Mapping[str, ModelRecord],
                        windows: Mapping[int, list[WindowScore]],
                        pairs: Mapping[tuple[int, int], list[WindowStat]], confidence: float,
-                       window_blocks: int = 150) -> Decision:
+                       window_blocks: int = 150, advantage_at=None) -> Decision:
     """The decision over the competition's current models from their stored (and new) windows."""
     ids = {m.id: k for k, m in models.items() if m.competition == competition.id}
     entries = []
@@ -105,7 +105,7 @@ def decide_competition(competition: Competition, models: Mapping[str, ModelRecor
         entries.append(Entry(key, m.block, m.content_hash, len(seen), failed))
     stats = {(ids[e], ids[l]): v for (e, l), v in pairs.items() if e in ids and l in ids}
     return decide(entries, stats, competition.advantage, confidence, competition.design_rounds,
-                  stride=competition.evidence_stride, window_blocks=window_blocks)
+                  stride=competition.evidence_stride, window_blocks=window_blocks, advantage_at=advantage_at)
 
 
 def merge_windows(stored: Mapping[int, list[WindowScore]], new: list[WindowScore]) -> dict[int, list[WindowScore]]:
@@ -172,16 +172,17 @@ def judge(competition: Competition, models: Mapping[str, ModelRecord], keys, fet
           groups=None, before: Mapping[int, WindowScore] | None = None,
           stored_windows: Mapping[int, list[WindowScore]] | None = None,
           stored_pairs: Mapping[tuple[int, int], list[WindowStat]] | None = None,
-          window_blocks: int = 150) -> Judgement:
+          window_blocks: int = 150, advantage_at=None) -> Judgement:
     """Judge a round of one competition: `keys` were evaluated now on window `window`'s documents.
 
     `before` holds the window's scores from earlier rounds; `stored_*` every stored window of the
     competition. Only outcomes with losses become window scores; the rest add no evidence.
+    `advantage_at(window)`: the advantage in force at each window when the schedule retuned it.
     """
     scored = {k: o.losses for k, o in outcomes.items() if k in keys and o.losses is not None}
     scores, pairs = window_evidence(competition, window, digest, models, scored, before or {}, groups)
     decision = decide_competition(competition, models, merge_windows(stored_windows or {}, scores),
-                                  merge_pairs(stored_pairs or {}, pairs), confidence, window_blocks)
+                                  merge_pairs(stored_pairs or {}, pairs), confidence, window_blocks, advantage_at)
     verdicts, evidence, earned = decision_records(competition, models, decision)
     results = result_rows(competition, models, keys, fetch_failed, outcomes, decision, confidence, groups)
     return Judgement(results, verdicts, dict(decision.win_rates), dict(decision.copies), dict(decision.failed),

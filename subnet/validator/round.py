@@ -54,6 +54,7 @@ from subnet.validator.progress import (
 )
 from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator.agreement import record_agreement
+from subnet.validator.in_force import advantage_at, entry_at, for_window, retire_models
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.resources import unpark_recovered
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
@@ -122,9 +123,10 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
 
 
 def plan_window(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
-                fresh: set[str], chain_weights: Mapping[str, float]) -> tuple[int, Schedule]:
+                fresh: set[str], chain_weights: Mapping[str, float], earliest: int = 0) -> tuple[int, Schedule]:
     """The window this round scores: the current one while it has models left, else the newest past
-    window (up to `backfill_windows` back) that lacks a score of a model that decides the weights."""
+    window (up to `backfill_windows` back, none before `earliest`: the start of the schedule entry in
+    force, so a round never mixes entries) that lacks a score of a model that decides the weights."""
     cfg = deps.config
     current = seed_block(block, cfg.seed_window_blocks)
     schedule = plan(state, models, block, deps, fresh, chain_weights=chain_weights)
@@ -132,7 +134,7 @@ def plan_window(state: ValidatorState, models: Mapping[str, ModelRecord], block:
         return current, schedule
     for back in range(1, cfg.backfill_windows + 1):
         window = current - back * cfg.seed_window_blocks
-        if window < 0:
+        if window < max(0, earliest):
             break
         past = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
         if any(past.selected.values()):
@@ -213,7 +215,8 @@ def _judge(deps: RoundDeps, competition: Competition, models: Mapping[str, Model
         before = {}
     return judge(competition, models, keys, fetch_failed, scores, deps.config.confidence, window=window,
                  digest=digest, groups=groups, before=before, stored_windows=state.scored_windows(competition.id),
-                 stored_pairs=state.window_pairs(competition.id), window_blocks=deps.config.seed_window_blocks)
+                 stored_pairs=state.window_pairs(competition.id), window_blocks=deps.config.seed_window_blocks,
+                 advantage_at=advantage_at(deps, competition))
 
 
 def _prepare(deps: RoundDeps, models: Mapping[str, ModelRecord], keys: Sequence[str],
@@ -251,6 +254,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     state = deps.state
     resumed = round_to_resume(deps, snapshot.block)
     models = record_commitments(state, parse_commitments(snapshot, deps.known_competitions))
+    models = retire_models(deps, models, seed_block(snapshot.block, deps.config.seed_window_blocks))
     clean_model_cache(deps, models)
     if resumed is None:
         models = unpark_recovered(deps, models)  # our resources came back: retry the models they parked
@@ -259,6 +263,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     if resumed is not None:
         round_id, block, seed = resumed.id, resumed.block, resumed.seed
         window = resumed.window if resumed.window is not None else seed_block(block, deps.config.seed_window_blocks)
+        deps = for_window(deps, window)  # the entry in force at the round's window, as when it started
         state.resume_round(round_id)
         log.info("resuming round %d (block %d, window %d) where it stopped", round_id, block, window)
         selected = planned_keys(deps, round_id, models)
@@ -269,7 +274,11 @@ def run_round(deps: RoundDeps) -> RoundSummary:
             state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
     else:
         block = snapshot.block
-        window, schedule = plan_window(state, models, block, deps, fresh, snapshot.metagraph.incentive_by_hotkey())
+        current = seed_block(block, deps.config.seed_window_blocks)
+        entry = entry_at(deps, current)
+        deps = for_window(deps, current)  # backfill stays within this entry (plan_window's `earliest`)
+        window, schedule = plan_window(state, models, block, deps, fresh, snapshot.metagraph.incentive_by_hotkey(),
+                                       earliest=entry.start_block if entry is not None else 0)
         seed = deps.chain.block_hash(window)
         round_id = state.start_round(block, seed, window)
         selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
@@ -302,7 +311,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
         _stop_round(deps, round_id, e)
         raise
     _apply_retention(deps)
-    weights_status = finish_weights(deps, round_id, snapshot.metagraph, snapshot.block)
+    weights_status = finish_weights(deps, round_id, snapshot.metagraph, snapshot.block, window=window)
     _record_agreement(deps, snapshot)
     return RoundSummary(round_id, block, seed, outcomes, weights_status, time.perf_counter() - started,
                         resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated, window=window)

@@ -16,8 +16,10 @@ from subnet.chain.base import Chain, ChainError, Metagraph, WeightsResult
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.context import RoundDeps
+from subnet.validator.documents import seed_block
+from subnet.validator.in_force import competitions_at, entry_at
 from subnet.validator.state import ValidatorState
-from subnet.validator.weighting import new_registrations, uid_weights
+from subnet.validator.weighting import new_registrations, uid_weights, with_owner_share
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +116,12 @@ def set_weights(
     return st.ROUND_DONE
 
 
-def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int) -> str:
+def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int, window: int | None = None) -> str:
     """Set a scored round's weights from the stored EMA; also used to resume a round after a restart.
 
     On a resume the metagraph is newer than the EMA: hotkeys that re-registered (or moved uid) in
-    between are left out, as the next round would leave them out.
+    between are left out, as the next round would leave them out. The schedule entry in force at
+    `window` (default: `block`'s) gives the competitions' shares and the owner's share.
     """
     try:
         ema = deps.state.all_ema()
@@ -127,7 +130,9 @@ def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: 
             fresh = new_registrations({hk: r.uid for hk, r in recorded.items()},
                                       {n.hotkey: n.uid for n in metagraph.neurons})
             ema = {cid: {hk: w for hk, w in ws.items() if hk not in fresh} for cid, ws in ema.items()}
-        uids, weights = uid_weights(ema, metagraph, deps.competitions)
+        at = seed_block(block, deps.config.seed_window_blocks) if window is None else window
+        uids, weights = uid_weights(ema, metagraph, competitions_at(deps, at))
+        uids, weights = with_owner_share(uids, weights, metagraph, entry_at(deps, at))
         status = set_weights(deps, round_id, uids, weights, block)
     except ChainError as e:
         deps.state.finish_round(round_id, st.ROUND_DONE, f"weights: {e.code}: {e}")
