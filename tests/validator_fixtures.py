@@ -129,14 +129,15 @@ class LocalSubnet:
         wallet = create_wallet(self.wallet_path, f"miner-{label}", "default")
         return LocalChain(self.chain_path, self.netuid, wallet=wallet, block_time=self.block_time)
 
-    def publish(self, label: str, model_dir: Path) -> Miner:
+    def publish(self, label: str, model_dir: Path, competition: str = "tiny") -> Miner:
         """What a miner does: upload privately, commit the hotkey-bound hash, then make the repo public."""
         from subnet.hub.hashing import directory_hash, secure_hash
         from subnet.hub.model_ref import ModelRef
 
         miner = self.miners.get(label) or self.add_miner(label)
         commit = self.store.upload(model_dir, "miners", label, private=True)
-        ref = ModelRef("miners", label, commit, secure_hash(directory_hash(model_dir), miner.hotkey), "tiny").encode()
+        ref = ModelRef("miners", label, commit, secure_hash(directory_hash(model_dir), miner.hotkey),
+                       competition).encode()
         chain = self._miner_chain(label)
         miner.block = chain.commit(ref)
         chain.close()

@@ -51,6 +51,13 @@ def advantage_at(deps: RoundDeps, competition: Competition) -> Callable[[int], A
     return at
 
 
+def retired_competitions(deps: RoundDeps, window: int) -> set[str]:
+    """Competitions out of force for good at `window`: their standing is cleared (no weight, none shown)."""
+    if deps.schedule is None:
+        return set()
+    return {cid for cid in deps.known_competitions if deps.schedule.retired_since(cid, window) is not None}
+
+
 def retire_models(deps: RoundDeps, models: Mapping[str, ModelRecord], window: int) -> dict[str, ModelRecord]:
     """Models committed to a competition retired at `window` fail with a reason naming the block; they
     are never planned and get no weight. A competition only scheduled to open later is left pending."""

@@ -54,7 +54,7 @@ from subnet.validator.progress import (
 )
 from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator.agreement import record_agreement
-from subnet.validator.in_force import advantage_at, entry_at, for_window, retire_models
+from subnet.validator.in_force import advantage_at, entry_at, for_window, retire_models, retired_competitions
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.resources import unpark_recovered
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
@@ -297,6 +297,7 @@ def run_round(deps: RoundDeps) -> RoundSummary:
                 continue
             decided = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
             new_ema[cid] = outcomes[cid].ema = keep_standing(decided, previous, outcomes[cid])  # ours move nothing
+        new_ema.update({cid: {} for cid in retired_competitions(deps, window) if state.ema(cid)})
         done = list(judgements.values())
         evaluated = [models[k].id for cid, keys in selected.items() for k in keys
                      if k in models and k not in outcomes[cid].own_faults]
