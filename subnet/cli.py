@@ -39,7 +39,7 @@ _GROUPS = [
     ("subnet.validator.cli", "app", "validator"),
     ("subnet.model_check", "app", "model"),
 ]
-_COMMAND_MODULES = ["subnet.devnet", "subnet.scores"]
+_COMMAND_MODULES = ["subnet.devnet", "subnet.scores", "subnet.schedule_cli"]
 
 
 def _optional_module(name: str):

@@ -151,7 +151,8 @@ def _owner(where: str, data: Mapping[str, Any]) -> tuple[str | None, float]:
     owner, share = data.get("owner"), data.get("owner_share", 0.0)
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) \
             or not (0 <= share <= MAX_OWNER_SHARE):
-        raise CompetitionError(f"{where}: field 'owner_share' must be a number in [0, {MAX_OWNER_SHARE}], got {share!r}")
+        raise CompetitionError(f"{where}: field 'owner_share' must be a number in [0, {MAX_OWNER_SHARE}], "
+                               f"got {share!r}")
     if owner is not None and (not isinstance(owner, str) or not owner
                               or (owner.startswith("uid:") and not owner[4:].isdigit())):
         raise CompetitionError(f"{where}: field 'owner' must be a hotkey or 'uid:N', got {owner!r}")

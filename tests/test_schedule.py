@@ -118,3 +118,19 @@ def test_malformed_entries_fail_naming_the_entry_and_the_field(tmp_path):
     assert "entry 1" in msg and "reward_share" in msg
     msg = _bad(tmp_path, lambda es: es[0].update(colour="red"))
     assert "entry 0" in msg and "colour" in msg
+
+
+def test_validator_start_up_refuses_a_malformed_schedule_naming_entry_and_field(tmp_path):
+    from subnet.validator.config import ValidatorConfig
+    from subnet.validator.daemon import resolve_competitions
+
+    data = schedule_to_dict(two_step())
+    data["entries"][1]["owner_share"] = -1
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CompetitionError, match=r"entry 1 \(start_block 1000\): field 'owner_share'"):
+        resolve_competitions(ValidatorConfig(schedule_file=path))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(schedule_to_dict(two_step())))
+    evaluated, known = resolve_competitions(ValidatorConfig(schedule_file=good))
+    assert set(known) == {"tiny", "small", "tiny2"} and set(evaluated) == set(known)
