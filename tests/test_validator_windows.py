@@ -119,3 +119,13 @@ def test_agreement_is_the_vtrust_our_weights_get_against_the_chains_consensus():
     assert assess_agreement(graph, [4], [1.0], 2, 100).catching_up
     empty = Metagraph(1, 100, tuple(Neuron(u, f"h{u}", "c", 0.0, False) for u in (3, 4)))
     assert assess_agreement(empty, [3], [1.0], 10, 100).agreement is None
+
+
+def test_backfill_stops_at_the_start_of_the_schedule_entry_in_force(state):
+    a, b = add(state, "a", 100), add(state, "b", 200)
+    models = {m.hotkey: m for m in (a, b)}
+    scored(state, 1_050, a, b)
+    window, _ = plan_window(state, models, 1_100, deps(), set(), {}, earliest=1_000)
+    assert window == 1_050  # window 900 belongs to the entry before the change at block 1000: not backfilled
+    window, _ = plan_window(state, models, 1_100, deps(), set(), {}, earliest=900)
+    assert window == 900
