@@ -101,9 +101,12 @@ class _Scorer:
         return dict(zip(members, sums.tolist()))
 
     def _sums(self, states: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> np.ndarray:
-        sums = torch.zeros(n, dtype=torch.float64, device=self.device)
-        sums.index_add_(0, owner, self.token_nll(states, targets).double())
-        return sums.cpu().numpy()
+        # Summed on the CPU, in order: float64 index_add_ on CUDA uses atomics, whose order (and so the
+        # last bits of a sum) changes from run to run, and validators must agree.
+        nll = self.token_nll(states, targets).double().cpu()
+        sums = torch.zeros(n, dtype=torch.float64)
+        sums.index_add_(0, owner.cpu(), nll)
+        return sums.numpy()
 
 
 def compute_losses(
@@ -243,8 +246,9 @@ def _release(device: torch.device) -> None:
 
 
 def _check_device(model: torch.nn.Module, device: torch.device) -> None:
+    """The model must be where tensors sent to `device` land (`cuda` lands on the current GPU)."""
     param = next(model.parameters(), None)
-    if param is not None and param.device.type != device.type:
+    if param is not None and param.device.type != torch.empty(0, device=device).device.type:
         raise ValueError(f"model is on {param.device} but scoring was asked on {device}; load it there first")
 
 
