@@ -22,6 +22,8 @@ from subnet.competitions import (
     DEFAULT_COMPETITIONS,
     Competition,
     CompetitionError,
+    competitions_on,
+    default_competitions,
     load_competitions,
 )
 from subnet.validator import state as st
@@ -43,18 +45,22 @@ log = logging.getLogger(__name__)
 
 
 def resolve_competitions(config: ValidatorConfig) -> tuple[dict[str, Competition], dict[str, Competition]]:
-    """(evaluated, known): the competitions to score, and all those a commitment may name."""
-    known = load_competitions(config.competitions_file) if config.competitions_file else dict(DEFAULT_COMPETITIONS)
+    """(evaluated, known): the competitions to score, and all those a commitment may name.
+
+    Off the devnet a devnet-only competition (the toy `tiny`) does not exist: it is neither scored by
+    default nor accepted in a commitment, and asking for it is an error."""
+    table = load_competitions(config.competitions_file) if config.competitions_file else dict(DEFAULT_COMPETITIONS)
+    known = competitions_on(config.network, table)
     if config.competitions:
+        toys = [c for c in config.competitions if c in table and c not in known]
+        if toys:
+            raise CompetitionError(f"--competition {toys} exists only on a devnet (devnet:PATH), "
+                                   f"not on {config.network!r}")
         unknown = [c for c in config.competitions if c not in known]
         if unknown:
             raise CompetitionError(f"--competition {unknown} unknown; known: {sorted(known)}")
         return {c: known[c] for c in config.competitions}, known
-    if config.network.startswith("devnet:"):
-        chosen = {c: v for c, v in known.items() if c == "tiny"} or known
-    else:
-        chosen = {c: v for c, v in known.items() if v.reward_share > 0}
-    return chosen, known
+    return default_competitions(config.network, table), known
 
 
 def make_store(config: ValidatorConfig):
