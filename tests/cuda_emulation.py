@@ -163,3 +163,59 @@ def interpretable_liger(monkeypatch) -> None:
 
     monkeypatch.setattr(interpreter, "_implicit_cvt", implicit_cvt)
     monkeypatch.setattr(ce, "tanh", tanh)
+
+
+# ---------------------------------------------------------------------- flash-attention on CPU
+
+
+@dataclass
+class CpuFlashAttention:
+    """flash-attn 2's two entry points as exact float32 attention on CPU, behind transformers' real
+    dispatch (`_flash_attention_forward`: packed-sequence detection, cu_seqlens from position ids).
+
+    `varlen` calls are recorded with their cu_seqlens, so a test sees which documents were kept apart."""
+
+    varlen_calls: list = field(default_factory=list)
+    dense_calls: int = 0
+
+    def flash_attn_varlen_func(self, q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None,
+                               dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                               deterministic=False):
+        self.varlen_calls.append(cu_seqlens_q.tolist())
+        assert torch.equal(cu_seqlens_q, cu_seqlens_k)
+        bounds = cu_seqlens_q.tolist()
+        parts = [_attend(q[a:b], k[a:b], v[a:b], softmax_scale, causal, window_size, softcap)
+                 for a, b in zip(bounds[:-1], bounds[1:])]
+        return torch.cat(parts)
+
+    def flash_attn_func(self, q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1),
+                        softcap=0.0, deterministic=False):
+        self.dense_calls += 1  # every row is one sequence: what flash does without cu_seqlens
+        return torch.stack([_attend(q[b], k[b], v[b], softmax_scale, causal, window_size, softcap)
+                            for b in range(q.shape[0])])
+
+    def install(self, monkeypatch) -> None:
+        """Route transformers' flash_attention_2 to these functions (its checks for the package are not run:
+        the engine's `set_attn_implementation` call is a separate seam)."""
+        import transformers.modeling_flash_attention_utils as mfa
+
+        funcs = (self.flash_attn_func, self.flash_attn_varlen_func, None, mfa._pad_input, mfa._unpad_input)
+        process = mfa._lazy_define_process_function(self.flash_attn_varlen_func)
+        monkeypatch.setattr(mfa, "lazy_import_flash_attention", lambda *a, **k: (funcs, (process, dict)))
+
+
+def _attend(q, k, v, scale, causal, window, softcap):
+    """(seq, heads, dim) attention in float32, grouped-query heads repeated, causal / window / softcap as flash."""
+    n, heads, dim = q.shape
+    k = k.repeat_interleave(heads // k.shape[1], dim=1)
+    v = v.repeat_interleave(heads // v.shape[1], dim=1)
+    scores = torch.einsum("qhd,khd->hqk", q.float(), k.float()) * (scale if scale is not None else dim ** -0.5)
+    if softcap:
+        scores = softcap * torch.tanh(scores / softcap)
+    i = torch.arange(n)[:, None]
+    j = torch.arange(n)[None, :]
+    allowed = (j <= i) if causal else torch.ones(n, n, dtype=torch.bool)
+    if window[0] >= 0:
+        allowed = allowed & (i - j <= window[0])
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.einsum("hqk,khd->qhd", scores.softmax(-1), v.float()).to(q.dtype)
