@@ -6,7 +6,7 @@ The seams are the narrowest that make torch "report CUDA":
   with torch's own `_get_device_index`, so an unindexed `torch.device("cuda")` raises the ValueError a
   real GPU host raises;
 - a TorchFunctionMode that places every tensor asked for on a CUDA device on the CPU instead (factory
-  functions' `device=`, `Tensor.to`, `Module.to`, `Tensor.cuda`), so `torch.device("cuda:0")` flows
+  functions' `device=`, `Tensor.to`, `Module.to`, `Tensor.cuda`; pinned host memory is plain memory), so `torch.device("cuda:0")` flows
   through the code under test while the arithmetic runs on CPU.
 
 `install()` does it for this process (used by `sitecustomize.py` in tests/emulated_cuda_site/ for the
@@ -96,10 +96,12 @@ class CudaOnCpu(TorchFunctionMode):
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         if func is torch.device:  # the device object keeps saying cuda: the code under test branches on it
             return func(*args, **(kwargs or {}))
-        if func is torch.Tensor.cuda:
+        if func in (torch.Tensor.cuda, torch.Tensor.pin_memory):
             return args[0]
         args = tuple(_cpu(a) for a in args)
         kwargs = {k: _cpu(v) for k, v in (kwargs or {}).items()}
+        if kwargs.get("pin_memory"):  # page-locked host memory is the CUDA allocator's; safetensors asks for it
+            kwargs["pin_memory"] = False
         return func(*args, **kwargs)
 
 

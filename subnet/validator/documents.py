@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Sequence
 
@@ -73,12 +74,15 @@ def document_sources(docs: TokenizedDocuments, competition: Competition):
 def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = None) -> Scorer:
     """One spawned process per model: a crash, hang or OOM costs only that model.
 
-    `device` is one device or several, comma-separated (`cuda:0,cuda:1`, as the CLI resolves them):
-    several score models in parallel, one worker per device. CPU workers are capped at
-    `max_memory_bytes` of address space (None: sized to the competition, see
-    `subnet.eval.worker.default_memory_cap`); GPU workers by the device's own memory.
+    `device` is one device or several, comma-separated (`cuda:0,cuda:1`, as the CLI resolves them): one
+    worker per device, each taking the next model as soon as it is free. The round hands over one model
+    at a time (its outcome is recorded before the next starts), so successive calls rotate the devices:
+    every GPU is used, though not yet in parallel. CPU workers are capped at `max_memory_bytes` of
+    address space (None: sized to the competition, see `subnet.eval.worker.default_memory_cap`); GPU
+    workers by the device's own memory.
     """
     devices = [d for d in device.split(",") if d]
+    calls = itertools.count()
 
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
         from subnet.eval.worker import ScoreJob, score_models
@@ -86,12 +90,13 @@ def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = 
 
         out = {}
         with WorkProgress(f"scoring {competition.id}", len(jobs), "models") as progress:
-            # One device: one model at a time, for progress and an ETA per model. Several: one call, in
-            # which each device takes the next model as soon as it is free.
+            # One device: one model at a time, for progress and an ETA per model. Several: one call.
             groups = [jobs[i:i + 1] for i in range(len(jobs))] if len(devices) == 1 else [list(jobs)]
             for group in groups:
+                turn = next(calls) % len(devices)
                 out.update(score_models([ScoreJob(j.key, j.model_dir) for j in group], competition, docs,
-                                        devices=devices, timeout_s=timeout_s, max_memory_bytes=max_memory_bytes))
+                                        devices=devices[turn:] + devices[:turn], timeout_s=timeout_s,
+                                        max_memory_bytes=max_memory_bytes))
                 progress.advance(len(group))
         return out
 
