@@ -94,3 +94,23 @@ def _cuda_count(item: str) -> int:
     if not torch.cuda.is_available():
         raise DeviceError(f"device {item!r}: torch reports no CUDA device here (use cpu or auto)")
     return torch.cuda.device_count()
+
+
+# Dense bf16 tensor-core peak FLOP/s by device name (vendor data sheets; the sparse figures halved), for
+# model FLOP utilisation. Most specific names first: an H100 PCIe is not an H100 SXM.
+BF16_PEAK_FLOPS = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H200 NVL", 835e12), ("H100", 989e12), ("H200", 989e12),
+    ("GH200", 989e12), ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("A10G", 125e12), ("L4", 121e12),
+    ("4090", 165e12), ("3090", 71e12),
+)
+
+
+def bf16_peak_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU named `device_name` (e.g. torch.cuda.get_device_name(i)), or None."""
+    return next((peak for key, peak in BF16_PEAK_FLOPS if key in device_name), None)
+
+
+def device_name(device: str | torch.device) -> str:
+    """The name of this very device ('cpu' for the CPU): cuda:1's own name, not device 0's."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
