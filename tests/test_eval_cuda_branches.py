@@ -84,7 +84,13 @@ def flash(monkeypatch):
 
 @pytest.fixture
 def flash_installed(monkeypatch):
-    """`find_spec('flash_attn')` finds the package, as on a GPU host with it installed."""
+    """`find_spec('flash_attn')` finds the package, as on a GPU host with it installed (the engine's check;
+    transformers' own checks ran before, on the real environment, and are cached)."""
+    import transformers.models.gemma2.modeling_gemma2  # noqa: F401
+    import transformers.models.llama.modeling_llama  # noqa: F401
+    from transformers.utils.import_utils import is_flash_attn_2_available
+
+    is_flash_attn_2_available()
     real = importlib.util.find_spec
     spec = importlib.machinery.ModuleSpec("flash_attn", None)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "flash_attn" else real(name, *a))
@@ -132,6 +138,8 @@ def test_bf16_model_on_cuda_switches_to_flash_when_installed(emulated_cuda, flas
     assert asked == ["flash_attention_2"] and flash.varlen_calls
     expected = np.array([reference_nll(tiny_model("llama"), t) for t in docs.tokens])
     assert _relative(losses, expected).max() < 2e-2
+    compute_losses(model, docs, device="cuda:0")
+    assert asked == ["flash_attention_2"]  # a model already on flash-attention is left as it is
 
 
 def test_flash_switch_is_skipped_or_survives_failure(emulated_cuda, flash_installed, monkeypatch, caplog):
@@ -187,3 +195,5 @@ def test_cuda_out_of_memory_splits_the_batch_and_releases_cached_memory(emulated
     assert _relative(losses, expected).max() < 1e-5
     assert ("empty_cache", 0) in emulated_cuda.calls  # cached blocks go back before the retry
     assert engine.default_token_budget("cuda:1") == engine.CUDA_TOKEN_BUDGET
+    with pytest.raises(torch.OutOfMemoryError):  # one row that does not fit alone costs this model only
+        compute_losses(model, random_docs([300, 10]), device="cuda:1", layout=layout, token_budget=10_000)
