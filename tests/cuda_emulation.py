@@ -201,9 +201,14 @@ class CpuFlashAttention:
         the engine's `set_attn_implementation` call is a separate seam)."""
         import transformers.modeling_flash_attention_utils as mfa
 
+        import inspect
+
         funcs = (self.flash_attn_func, self.flash_attn_varlen_func, None, mfa._pad_input, mfa._unpad_input)
         process = mfa._lazy_define_process_function(self.flash_attn_varlen_func)
-        monkeypatch.setattr(mfa, "lazy_import_flash_attention", lambda *a, **k: (funcs, (process, dict)))
+        # transformers >= 5.2x returns (flash kwargs, paged kwargs) processors; 5.18 returns the first alone.
+        paged = "process_paged_kwargs_fn" in inspect.getsource(mfa._flash_attention_forward)
+        processors = (process, dict) if paged else process
+        monkeypatch.setattr(mfa, "lazy_import_flash_attention", lambda *a, **k: (funcs, processors))
 
 
 def _attend(q, k, v, scale, causal, window, softcap):
