@@ -164,7 +164,7 @@ def timed(device: str, score):
     started = time.perf_counter()
     result = score()
     sync()
-    return result, time.perf_counter() - started, int(meter.peak_extra())
+    return result, time.perf_counter() - started, max(0, int(meter.peak_extra()))  # RSS can fall below the start
 
 
 def packed_full_logits(model, docs, device: str) -> np.ndarray:
