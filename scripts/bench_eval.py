@@ -35,9 +35,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# bf16 dense tensor-core peak by device name (vendor data sheets, SXM parts).
-BF16_PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
-
 # Llama-shaped models: (hidden, layers, heads, kv_heads, intermediate, max_seq_len, default vocab)
 MODEL_SIZES = {
     "tiny": (256, 4, 4, 4, 768, 256, 4096),  # the 'tiny' competition: seq 256, at most 20M params
@@ -69,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def build_model(args, dtype=None):
+    """A random-init Llama built as the validator's loader builds one: in `dtype` on the device through
+    `_from_config`, so RoPE's inv_freq stays float32 (`.to(bfloat16)` would round it: cos at position
+    4095 was off by 0.59). flash-attention takes half precision only: a float32 model keeps SDPA."""
     import torch
     import transformers
 
@@ -78,12 +78,12 @@ def build_model(args, dtype=None):
         num_key_value_heads=kv, intermediate_size=inter, max_position_embeddings=max(seq, args.seq_len or 0) + 1,
         tie_word_embeddings=False,
     )
-    config._attn_implementation = args.attn
+    dtype = dtype or (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
+    attn = args.attn if dtype != torch.float32 or not args.attn.startswith("flash") else "sdpa"
     torch.manual_seed(args.seed)
     with torch.device(args.device):  # initialise where it runs: fast for 1B on a GPU
-        model = transformers.LlamaForCausalLM(config)
-    dtype = dtype or (torch.bfloat16 if args.device.startswith("cuda") else torch.float32)
-    return model.to(device=args.device, dtype=dtype).eval()
+        model = transformers.LlamaForCausalLM._from_config(config, dtype=dtype, attn_implementation=attn)
+    return model.eval()
 
 
 def build_docs(args, vocab: int, seq_len: int):
@@ -182,8 +182,11 @@ def run_method(args) -> dict:
 
     from subnet.eval import engine
 
+    from subnet.devices import device_name, prepare_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    prepare_device(args.device)  # the validator's numerics (no reduced-precision reductions)
     cuda = args.device.startswith("cuda")
     model = build_model(args, dtype=torch.float32 if args.method == "float32" else None)
     vocab, seq_len = model.config.vocab_size, args.seq_len or MODEL_SIZES[args.model_size][5]
@@ -218,7 +221,9 @@ def run_method(args) -> dict:
         "vocab": int(vocab),
         "seq_len": int(seq_len),
         "threads": torch.get_num_threads(),
-        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+        "device_name": device_name(args.device),  # this device's own name (cuda:1 is not cuda:0)
+        # What actually ran: the engine may switch its model to flash-attention 2; references keep theirs.
+        "attn": str(model.config._attn_implementation),
     }
 
 
@@ -231,7 +236,9 @@ def run_in_subprocess(method: str, argv: list[str]) -> dict:
 
 
 def bf16_peak(device_name: str) -> float | None:
-    return next((peak for key, peak in BF16_PEAK_FLOPS.items() if key in device_name), None)
+    from subnet.devices import bf16_peak_flops
+
+    return bf16_peak_flops(device_name)
 
 
 def summarise(method: str, runs: list[dict], reference: np.ndarray) -> dict:
@@ -242,6 +249,7 @@ def summarise(method: str, runs: list[dict], reference: np.ndarray) -> dict:
     peak = bf16_peak(first["device_name"])
     return {
         "method": method,
+        "attn": first.get("attn"),
         "seconds": seconds,
         "seconds_runs": [round(r["seconds"], 4) for r in runs],
         # CPU time of the scoring process: on a shared machine a steadier measure of work than wall time
@@ -255,9 +263,26 @@ def summarise(method: str, runs: list[dict], reference: np.ndarray) -> dict:
     }
 
 
+def with_device(argv: list[str], device: str) -> list[str]:
+    """argv with its --device replaced by `device` (the subprocesses must all use the same indexed one)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--device="):
+            skip = False
+            continue
+        skip = arg == "--device"
+        if not skip:
+            out.append(arg)
+    return [*out, "--device", device]
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
+    from subnet.devices import resolve_device
+
+    args.device = resolve_device(args.device)  # cuda -> cuda:N, the one every subprocess uses
+    argv = with_device(argv, args.device)
     if args.method:
         print(json.dumps(run_method(args)))
         return
@@ -290,11 +315,11 @@ def main(argv=None) -> None:
     if not args.json:
         print(f"{result['device']}, {args.model_size} Llama, {result['params'] / 1e6:.1f}M params, vocab {result['vocab']},"
               f" {args.docs} docs, {result['predicted_tokens']} predicted tokens, {result['threads']} threads")
-        print(f"{'method':>8} {'tokens/s':>10} {'MFU':>7} {'peak MB':>9} {'max rel diff':>13}")
+        print(f"{'method':>8} {'attention':>18} {'tokens/s':>10} {'MFU':>7} {'peak MB':>9} {'max rel diff':>13}")
         for r in rows:
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
-            print(f"{r['method']:>8} {r['tokens_per_s']:>10.0f} {mfu:>7} {r['peak_mem_bytes'] / 1e6:>9.1f}"
-                  f" {r['max_rel_diff']:>13.2e}")
+            print(f"{r['method']:>8} {r['attn']:>18} {r['tokens_per_s']:>10.0f} {mfu:>7}"
+                  f" {r['peak_mem_bytes'] / 1e6:>9.1f} {r['max_rel_diff']:>13.2e}")
         for other in ("batch1", "padded"):
             if f"speedup_vs_{other}" in result:
                 print(f"engine vs {other}: {result[f'speedup_vs_{other}']:.2f}x wall time,"

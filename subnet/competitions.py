@@ -93,6 +93,9 @@ class Competition:
     # Count only every n-th seed window as evidence (1: all). Validators of different speeds then judge
     # on the same windows (scripts/simulate_consensus.py measures the trade: agreement vs speed).
     evidence_stride: int = 1
+    # A toy for the devnet and tests: it does not exist on any real chain (no validator scores it there,
+    # a commitment naming it is malformed), so nobody takes mainnet emissions with a toy model.
+    devnet_only: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -155,6 +158,8 @@ def _validate(c: Competition) -> None:
         fail("sources", f"must list datasets with positive weights, got {c.sources!r}")
     if len({src.dataset for src in c.sources}) != len(c.sources):
         fail("sources", "must not list a dataset twice")
+    if not isinstance(c.devnet_only, bool):
+        fail("devnet_only", f"must be true or false, got {c.devnet_only!r}")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
     s = c.sampling
@@ -215,6 +220,7 @@ DEFAULT_COMPETITIONS: dict[str, Competition] = {
             architectures=LLAMA_FAMILY + ("GPT2LMHeadModel",),
             sampling=SamplingBudget(pages=4, page_size=40, max_documents=160),
             dataset="synthetic",
+            devnet_only=True,
         ),
     )
 }
@@ -287,3 +293,40 @@ def get_competition(competition_id: str, competitions: Mapping[str, Competition]
         return table[competition_id]
     except KeyError:
         raise CompetitionError(f"unknown competition {competition_id!r}; known: {sorted(table)}") from None
+
+
+def is_devnet(network: str) -> bool:
+    return str(network).strip().startswith("devnet:")  # subnet.chain.factory.DEVNET_PREFIX
+
+
+def competitions_on(network: str, competitions: Mapping[str, Competition] | None = None) -> dict[str, Competition]:
+    """The competitions that exist on `network`: all of them on a devnet, none that is `devnet_only` elsewhere."""
+    table = DEFAULT_COMPETITIONS if competitions is None else competitions
+    return {cid: c for cid, c in table.items() if is_devnet(network) or not c.devnet_only}
+
+
+def default_competitions(network: str, competitions: Mapping[str, Competition] | None = None) -> dict[str, Competition]:
+    """What a validator scores when no --competition is given: on a devnet its toy competitions (all,
+    when it has none); elsewhere every competition of the network with a reward share."""
+    here = competitions_on(network, competitions)
+    if is_devnet(network):
+        return {cid: c for cid, c in here.items() if c.devnet_only} or here
+    return {cid: c for cid, c in here.items() if c.reward_share > 0}
+
+
+def default_competition(network: str, competitions: Mapping[str, Competition] | None = None) -> str:
+    """A miner's competition when none is given: the network's default one with the largest reward share."""
+    chosen = default_competitions(network, competitions)
+    if not chosen:
+        raise CompetitionError(f"no competition runs on network {network!r}")
+    return min(chosen.values(), key=lambda c: (-c.reward_share, c.id)).id
+
+
+def get_competition_on(network: str, competition_id: str,
+                       competitions: Mapping[str, Competition] | None = None) -> Competition:
+    """get_competition, refusing a devnet-only competition off the devnet with a reason."""
+    competition = get_competition(competition_id, competitions)
+    if competition_id not in competitions_on(network, competitions):
+        raise CompetitionError(f"competition {competition_id!r} exists only on a devnet (devnet:PATH), "
+                               f"not on {network!r}")
+    return competition

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,21 +24,31 @@ app = typer.Typer(help="Check a model as a validator would.", no_args_is_help=Tr
 @app.command("check")
 def check(
     path: Path = typer.Argument(..., exists=True, file_okay=False, help="A local model directory."),
-    competition: str = typer.Option("tiny", "--competition", "-c", help="Competition id."),
+    competition: Optional[str] = typer.Option(None, "--competition", "-c", envvar="SUBNET_COMPETITION",
+                                              help="Competition id. Default: the network's (b3 on finney)."),
+    network: str = typer.Option("finney", "--network", envvar=["SUBNET_NETWORK", "BT_NETWORK"],
+                                help="Whose default competition to check against: finney | test | devnet:PATH ..."),
     competitions_file: Path = typer.Option(None, "--competitions-file", help="TOML/JSON competitions."),
     documents: int = typer.Option(64, "--documents", help="How many sample documents to score (0: skip scoring)."),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N: where to load and score the model."),
+    device: str = typer.Option("cpu", "--device", help="cpu | auto | cuda | cuda:N: where to load and score the model."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on the last line."),
 ) -> None:
     """Run the validator's loading checks on PATH and score it on a small sample."""
-    from subnet.competitions import CompetitionError, get_competition, load_competitions
+    from subnet.competitions import CompetitionError, default_competition, get_competition, load_competitions
 
     console = Console(stderr=as_json)
     try:
         table = load_competitions(competitions_file) if competitions_file else None
-        comp = get_competition(competition, table)
+        comp = get_competition(competition or default_competition(network, table), table)
     except CompetitionError as e:  # a usage error: say which competition, not a traceback
         console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2)
+    from subnet.devices import DeviceError, resolve_device
+
+    try:
+        device = resolve_device(device)
+    except DeviceError as e:
+        console.print(f"[red]--device: {e}[/red]")
         raise typer.Exit(2)
     result = check_directory(path, comp, documents, device)
     _print(console, result)

@@ -157,7 +157,7 @@ def test_hub_write_access_is_checked_with_whoami(hub):
 # ----------------------------------------------------------------------------- train's run directory
 
 
-TRAIN = ["--steps", "400", "--seq-len", "32", "--batch-size", "2", "--warmup-steps", "2", "--device", "cpu",
+TRAIN = ["--competition", "tiny", "--steps", "400", "--seq-len", "32", "--batch-size", "2", "--warmup-steps", "2", "--device", "cpu",
          "--log-every", "1", "--progress", "lines", "--set", "reference_documents=20", "--set", "docs_per_chunk=20"]
 
 

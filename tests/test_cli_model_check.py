@@ -63,7 +63,7 @@ def test_valid_tiny_llama_is_accepted_and_scored(tiny_llama):
 
 
 def test_documents_zero_skips_scoring(tiny_llama):
-    result = runner.invoke(app, ["model", "check", str(tiny_llama), "--documents", "0", "--json"])
+    result = runner.invoke(app, ["model", "check", str(tiny_llama), "--competition", "tiny", "--documents", "0", "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["accepted"] is True and "mean_loss" not in payload
@@ -96,7 +96,7 @@ def test_disallowed_architecture_is_rejected(tiny_llama, tmp_path):
 def test_human_output_names_the_verdict(tiny_llama, tmp_path):
     model_dir = variant(tiny_llama, tmp_path, "pickled")
     (model_dir / "pytorch_model.bin").write_bytes(b"junk")
-    result = runner.invoke(app, ["model", "check", str(model_dir), "--documents", "0"])
+    result = runner.invoke(app, ["model", "check", str(model_dir), "--competition", "tiny", "--documents", "0"])
     assert result.exit_code == 1
     assert "rejected" in result.output and "forbidden_files" in result.output
 

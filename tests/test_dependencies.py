@@ -37,7 +37,8 @@ def imported_modules() -> set[str]:
                 modules.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    return {m for m in modules if m not in sys.stdlib_module_names and m not in ("subnet", "tests")}
+    scripts = {p.stem for p in (ROOT / "scripts").glob("*.py")}  # scripts import their siblings
+    return {m for m in modules if m not in sys.stdlib_module_names and m not in ("subnet", "tests", *scripts)}
 
 
 def distributions_of(modules: set[str]) -> dict[str, set[str]]:

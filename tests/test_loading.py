@@ -131,6 +131,14 @@ def test_load_straight_to_gpu_in_bfloat16(llama_dir):
     assert all(t.device.type == "cuda" for t in [*model.parameters(), *model.buffers()])
 
 
+def test_load_on_an_emulated_cuda_host_is_bf16_with_float32_rope(llama_dir, emulated_cuda):
+    """The loader's CUDA path on CPU (tests/cuda_emulation.py): bf16 weights, RoPE's inv_freq kept float32
+    (a `.to(bfloat16)` would round it; cos at position 4095 moved by 0.59)."""
+    model = load_model(llama_dir, competition(), device="cuda:1", tokenizer_vocab=300)
+    assert model.dtype == torch.bfloat16
+    assert model.model.rotary_emb.inv_freq.dtype == torch.float32
+
+
 # ----------------------------------------------------------------------------- rejected, cheaply
 
 

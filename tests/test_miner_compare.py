@@ -87,7 +87,7 @@ def test_cli_compare_runs_checkpoints_and_seeds(tmp_path):
             runs[name] = tmp_path / name
     checkpoints = [tmp_path / "a1" / "checkpoints" / f"step_{s:08d}" for s in (8, 16)]
     args = ["compare", *map(str, runs.values()), *map(str, checkpoints), "--documents", "40", "--device", "cpu",
-            "--json", "--plot", str(tmp_path / "compare.png")]
+            "--competition", "tiny", "--json", "--plot", str(tmp_path / "compare.png")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output.strip().splitlines()[-1])

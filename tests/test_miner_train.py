@@ -299,7 +299,7 @@ def test_cli_train_runs_resumes_and_refuses_a_changed_config(tmp_path):
 
     assert parse_overrides(["weight_decay=0.05", "compile=true", "keep-checkpoints=2"]) == {
         "weight_decay": 0.05, "compile": True, "keep_checkpoints": 2}
-    base = ["train", "--out-dir", str(tmp_path), "--steps", "4", "--seq-len", "32", "--batch-size", "2",
+    base = ["train", "--competition", "tiny", "--out-dir", str(tmp_path), "--steps", "4", "--seq-len", "32", "--batch-size", "2",
             "--warmup-steps", "2", "--device", "cpu", "--set", "reference_documents=20", "--set", "docs_per_chunk=20"]
     run = CliRunner().invoke(app, base)
     assert run.exit_code == 0, run.output

@@ -335,13 +335,12 @@ def _score_in_worker(request: dict) -> dict:
     try:
         import torch
 
+        from subnet.devices import prepare_device
         from subnet.eval.engine import UnsupportedModel, compute_losses
     except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
         return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
     try:
-        device = torch.device(request["device"])
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
+        device = prepare_device(request["device"])  # indexed, selected, reproducible numerics
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         try:
             docs = load_documents(request["docs_path"])

@@ -253,11 +253,10 @@ def decide(
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        import torch
+    """The one indexed device to score on (see subnet.devices)."""
+    from subnet.devices import resolve_device as resolve
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return resolve(device)
 
 
 def reference_set(competition: Competition, n_documents: int = 0, dataset: str = ""):

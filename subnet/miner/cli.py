@@ -34,7 +34,8 @@ WALLET_HOTKEY = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey",
                              envvar=["SUBNET_WALLET_HOTKEY", "BT_WALLET_HOTKEY"], help="Hotkey name in the wallet.")
 WALLET_PATH = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path",
                            envvar=["SUBNET_WALLET_PATH", "BT_WALLET_PATH"], help="Wallets directory.")
-COMPETITION = typer.Option("tiny", "--competition", "-c", envvar="SUBNET_COMPETITION", help="Competition id.")
+COMPETITION = typer.Option(None, "--competition", "-c", envvar="SUBNET_COMPETITION",
+                           help="Competition id. Default: the network's (b3 on finney; tiny on a devnet).")
 COMPETITIONS_FILE = typer.Option(None, "--competitions-file", envvar="SUBNET_COMPETITIONS_FILE",
                                  help="TOML/JSON file of competitions.")
 STORE = typer.Option("hf", "--store", envvar="SUBNET_STORE", help="hf (Hugging Face Hub) or local:DIR.")
@@ -49,11 +50,26 @@ CACHE_DIR = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", envvar="S
                          help="Where models downloaded from the chain's miners go.")
 
 
-def _competition(competition_id: str, competitions_file: Optional[Path]):
-    from subnet.competitions import get_competition, load_competitions
+def _competition(competition_id: Optional[str], competitions_file: Optional[Path], network: str,
+                 on_chain: bool = False):
+    """The competition by id, or the network's default one. `on_chain`: it must exist on the network
+    (a devnet-only toy cannot be committed on a real chain); local work may use any."""
+    from subnet.competitions import (
+        CompetitionError,
+        default_competition,
+        get_competition,
+        get_competition_on,
+        load_competitions,
+    )
 
-    table = load_competitions(competitions_file) if competitions_file else None
-    return get_competition(competition_id, table)
+    try:
+        table = load_competitions(competitions_file) if competitions_file else None
+        competition_id = competition_id or default_competition(network, table)
+        if on_chain:
+            return get_competition_on(network, competition_id, table)
+        return get_competition(competition_id, table)
+    except CompetitionError as e:
+        raise typer.BadParameter(str(e), param_hint="--competition") from None
 
 
 def _wallet(name: str, hotkey: str, path: str):
@@ -128,7 +144,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    competition: str = COMPETITION,
+    competition: Optional[str] = COMPETITION,
     init: str = typer.Option("scratch", "--init", help="scratch | chain | a model directory."),
     out_dir: str = typer.Option("runs/model", "--out-dir", envvar="SUBNET_OUT_DIR",
                                 help="Checkpoints, metrics and the final model/ (must be empty unless --resume)."),
@@ -158,6 +174,7 @@ def train(
     from subnet.miner.config import TrainConfig
     from subnet.miner.train import train as run_training
 
+    competition = _competition(competition, None, network, on_chain=init == "chain").id
     try:
         config = TrainConfig(
             competition=competition, init=init, out_dir=out_dir, steps=steps, micro_batch_size=micro_batch_size,
@@ -204,7 +221,7 @@ def benchmark(
         "default in mode 'earned': the cap, the most it can hold."),
     documents: int = DOCUMENTS,
     dataset: str = DATASET,
-    competition: str = COMPETITION,
+    competition: Optional[str] = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
     as_json: bool = AS_JSON,
@@ -221,7 +238,7 @@ def benchmark(
     from subnet.miner.benchmark import benchmark as run_benchmark
     from subnet.miner.benchmark import plot_report, report_table
 
-    comp = _competition(competition, competitions_file)
+    comp = _competition(competition, competitions_file, network, on_chain=incumbent == "chain")
     console = Console(stderr=as_json)
     incumbent_block = None
     age = incumbent_age_blocks
@@ -266,11 +283,12 @@ def compare(
                                            "(default: the first)."),
     documents: int = DOCUMENTS,
     dataset: str = DATASET,
-    competition: str = COMPETITION,
+    competition: Optional[str] = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     device: str = DEVICE,
     as_json: bool = AS_JSON,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write loss curves and paired differences to this PNG."),
+    network: str = NETWORK,
 ) -> None:
     """Which experiments helped? Paired intervals with Holm-corrected p-values, and tests across seeds."""
     from rich.console import Console
@@ -285,7 +303,7 @@ def compare(
 
     if len(targets) < 2:
         _fail("compare needs at least two targets")
-    comp = _competition(competition, competitions_file)
+    comp = _competition(competition, competitions_file, network)
     console = Console(stderr=as_json)
     try:
         report, resolved = run_compare(targets, comp, baseline=baseline, n_documents=documents, dataset=dataset,
@@ -308,7 +326,7 @@ def upload(
     model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The model directory to publish."),
     namespace: str = typer.Option(..., "--namespace", help="Repo owner (Hugging Face user or org)."),
     name: str = typer.Option(..., "--name", help="Repo name."),
-    competition: str = COMPETITION,
+    competition: Optional[str] = COMPETITION,
     competitions_file: Optional[Path] = COMPETITIONS_FILE,
     force: bool = typer.Option(False, "--force", help="Publish even if the benchmark says it cannot win."),
     incumbent: str = typer.Option("chain", "--incumbent", help="'chain', 'none' (skip the benchmark) or a directory."),
@@ -338,7 +356,7 @@ def upload(
         registered_neuron,
     )
 
-    comp = _competition(competition, competitions_file)
+    comp = _competition(competition, competitions_file, network, on_chain=True)
     netuid = _netuid(network, netuid)
     model_store = _store(store, hf_endpoint)
     # Preflight, before anything is uploaded: the key signs, the hotkey is registered, the Hub takes writes.

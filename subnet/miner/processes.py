@@ -22,12 +22,14 @@ class Distributed:
 
 def setup_distributed(device_pref: str = "auto") -> Distributed:
     """One process, or one of WORLD_SIZE started by torchrun (env:// rendezvous)."""
+    from subnet.devices import resolve_device
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(0, 1, torch.device(resolve_device(device_pref)))
     if device_pref == "auto":
         device_pref = "cuda" if torch.cuda.is_available() else "cpu"
     want_cuda = device_pref.startswith("cuda")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Distributed(0, 1, torch.device(device_pref))
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if want_cuda:

@@ -7,16 +7,13 @@ import time
 import torch
 
 
-# Dense bf16 peak FLOP/s by GPU name fragment, for model FLOP utilisation (MFU).
-PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
-                   "L4": 121e12, "4090": 165e12, "3090": 71e12}
-
-
 def guess_peak_flops(device: torch.device) -> float:
+    """The device's dense bf16 peak (subnet.devices.BF16_PEAK_FLOPS), 0.0 when unknown or not a GPU."""
+    from subnet.devices import bf16_peak_flops, device_name
+
     if device.type != "cuda":
         return 0.0
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), 0.0)
+    return bf16_peak_flops(device_name(device)) or 0.0
 
 
 class Throughput:

@@ -65,7 +65,7 @@ from subnet.miner.run_dir import (
     truncate_metrics,
 )
 from subnet.miner.streaming import StreamingPackedStream, is_stream
-from subnet.miner.throughput import PEAK_BF16_FLOPS, Throughput, guess_peak_flops  # noqa: F401
+from subnet.miner.throughput import Throughput, guess_peak_flops  # noqa: F401
 from subnet.signals import stop_requested_on_signals
 
 log = logging.getLogger(__name__)

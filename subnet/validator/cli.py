@@ -53,12 +53,14 @@ def run(
     wallet_path: str = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path",
                                     envvar=["SUBNET_WALLET_PATH", "BT_WALLET_PATH"], help="Wallets directory."),
     device: str = typer.Option("auto", "--device", envvar="SUBNET_DEVICE",
-                               help="auto (cuda when available), cuda, cuda:1, cpu ..."),
+                               help="auto (the current GPU when torch sees one, else cpu) | cpu | cuda | cuda:N | "
+                                    "cuda:all | cuda:0,cuda:1 (one scoring worker per GPU)"),
     state_dir: Path = typer.Option(Path("~/.subnet/validator"), "--state-dir", envvar="SUBNET_STATE_DIR",
                                    help="SQLite state and downloaded models."),
     competition: Optional[List[str]] = typer.Option(
         None, "--competition", envvar="SUBNET_COMPETITION",
-        help="Competition to evaluate (repeatable). Default: all with a reward share (devnet: tiny)."),
+        help="Competition to evaluate (repeatable). Default: the network's competitions with a reward "
+             "share (b3 on finney); the toy tiny exists only on a devnet."),
     competitions_file: Optional[Path] = typer.Option(None, "--competitions-file", envvar="SUBNET_COMPETITIONS_FILE",
                                                      help="TOML/JSON file replacing the built-in competitions."),
     schedule_file: Optional[Path] = typer.Option(None, "--schedule-file", envvar="SUBNET_SCHEDULE_FILE",
@@ -138,8 +140,11 @@ def run(
         keep_loss_rounds=keep_loss_rounds, keep_summary_rounds=keep_summary_rounds,
         state_lock_wait_s=state_lock_wait_s, worker_memory_gb=worker_memory_gb,
     )
+    from subnet.validator.daemon import resolve_competitions
+
     try:
         config.validate()
+        resolve_competitions(config)  # an unknown or devnet-only --competition is a usage error
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     level = "TRACE" if logging_trace else "DEBUG" if logging_debug else log_level
@@ -149,11 +154,13 @@ def run(
 
 
 def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    """Indexed devices, comma-separated (one scoring worker per device); a bad value is a usage error."""
+    from subnet.devices import DeviceError, resolve_devices
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        return ",".join(resolve_devices(device))
+    except DeviceError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from None
 
 
 def run_from_argv(argv: list[str]) -> int:

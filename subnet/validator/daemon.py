@@ -21,6 +21,8 @@ from subnet.competitions import (
     DEFAULT_COMPETITIONS,
     Competition,
     CompetitionError,
+    competitions_on,
+    default_competitions,
     load_competitions,
 )
 from subnet.schedule import CompetitionSchedule, default_schedule, load_schedule
@@ -48,19 +50,22 @@ def resolve_competitions(config: ValidatorConfig) -> tuple[dict[str, Competition
     """(evaluated, known): the competitions to score, and all those a commitment may name.
 
     With a schedule, both span every entry: the entry in force at a round's window narrows them
-    (`subnet.validator.in_force`)."""
-    schedule = resolve_schedule(config)
-    known = schedule.all_competitions()
+    (`subnet.validator.in_force`). Off the devnet a devnet-only competition (the toy `tiny`) does not
+    exist: it is neither scored by default nor accepted in a commitment, and asking for it is an error."""
+    table = resolve_schedule(config).all_competitions()
+    known = competitions_on(config.network, table)
     if config.competitions:
+        toys = [c for c in config.competitions if c in table and c not in known]
+        if toys:
+            raise CompetitionError(f"--competition {toys} exists only on a devnet (devnet:PATH), "
+                                   f"not on {config.network!r}")
         unknown = [c for c in config.competitions if c not in known]
         if unknown:
             raise CompetitionError(f"--competition {unknown} unknown; known: {sorted(known)}")
         return {c: known[c] for c in config.competitions}, known
-    if config.network.startswith("devnet:") and config.schedule_file is None:
-        chosen = {c: v for c, v in known.items() if c == "tiny"} or known
-    else:
-        chosen = {c: v for c, v in known.items() if v.reward_share > 0}
-    return chosen, known
+    if config.schedule_file is None:
+        return default_competitions(config.network, table), known
+    return {c: v for c, v in known.items() if v.reward_share > 0}, known
 
 
 def resolve_schedule(config: ValidatorConfig) -> CompetitionSchedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Sequence
@@ -100,21 +101,30 @@ def _failed(outcome: ScoreOutcome) -> bool:
 def worker_scorer(device: str, timeout_s: float, max_memory_bytes: int | None = None) -> Scorer:
     """One spawned process per model: a crash, hang or OOM costs only that model.
 
-    CPU workers are capped at `max_memory_bytes` of address space (None: sized to the competition,
-    see `subnet.eval.worker.default_memory_cap`); GPU workers by the device's own memory.
+    `device` is one device or several, comma-separated (`cuda:0,cuda:1`, as the CLI resolves them): one
+    worker per device, each taking the next model as soon as it is free. The round hands over one model
+    at a time (its outcome is recorded before the next starts), so successive calls rotate the devices:
+    every GPU is used, though not yet in parallel. CPU workers are capped at `max_memory_bytes` of
+    address space (None: sized to the competition, see `subnet.eval.worker.default_memory_cap`); GPU
+    workers by the device's own memory.
     """
+    devices = [d for d in device.split(",") if d]
+    calls = itertools.count()
 
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
         from subnet.eval.worker import ScoreJob, score_models
         from subnet.progress import WorkProgress
 
-        # One model at a time on the one device, as score_models would: progress and ETA per model.
         out = {}
         with WorkProgress(f"scoring {competition.id}", len(jobs), "models") as progress:
-            for j in jobs:
-                out.update(score_models([ScoreJob(j.key, j.model_dir)], competition, docs, device=device,
-                                        timeout_s=timeout_s, max_memory_bytes=max_memory_bytes))
-                progress.advance()
+            # One device: one model at a time, for progress and an ETA per model. Several: one call.
+            groups = [jobs[i:i + 1] for i in range(len(jobs))] if len(devices) == 1 else [list(jobs)]
+            for group in groups:
+                turn = next(calls) % len(devices)
+                out.update(score_models([ScoreJob(j.key, j.model_dir) for j in group], competition, docs,
+                                        devices=devices[turn:] + devices[:turn], timeout_s=timeout_s,
+                                        max_memory_bytes=max_memory_bytes))
+                progress.advance(len(group))
         return blame_lost_cache(jobs, out)
 
     return score
@@ -132,9 +142,9 @@ def inprocess_scorer(device: str) -> Scorer:
         for job in jobs:
             start = time.perf_counter()
             try:
-                model = load_model(job.model_dir, competition, device=device)
+                model = load_model(job.model_dir, competition, device=device.split(",")[0])
                 with WorkProgress(f"scoring {job.key[:12]}", len(docs), "docs") as progress:
-                    losses = compute_losses(model, docs, device=device, on_documents=progress.advance)
+                    losses = compute_losses(model, docs, device=device.split(",")[0], on_documents=progress.advance)
                 del model
             except ModelRejected as e:
                 out[job.key] = ScoreOutcome(None, f"rejected:{e.reason}", e.detail, time.perf_counter() - start)
