@@ -129,8 +129,10 @@ def test_validator_start_up_refuses_a_malformed_schedule_naming_entry_and_field(
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
     with pytest.raises(CompetitionError, match=r"entry 1 \(start_block 1000\): field 'owner_share'"):
-        resolve_competitions(ValidatorConfig(schedule_file=path))
+        resolve_competitions(ValidatorConfig(schedule_file=path, network=f"devnet:{tmp_path / 'chain.sqlite'}"))
     good = tmp_path / "good.json"
     good.write_text(json.dumps(schedule_to_dict(two_step())))
-    evaluated, known = resolve_competitions(ValidatorConfig(schedule_file=good))
+    # The competitions here are copies of the toy `tiny`: they exist on a devnet only.
+    devnet = f"devnet:{tmp_path / 'chain.sqlite'}"
+    evaluated, known = resolve_competitions(ValidatorConfig(schedule_file=good, network=devnet))
     assert set(known) == {"tiny", "small", "tiny2"} and set(evaluated) == set(known)
