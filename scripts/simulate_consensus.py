@@ -239,6 +239,24 @@ def scenario(name: str, sds, days: int, histories: int, seed: int, make, start, 
     return rows
 
 
+def near_copy(sds, rng) -> None:
+    """L 14 days old, N a copy of L from yesterday, C 0.3% better than L from today: who gets the weight."""
+    print("\n## The near-copy scenario (L 14 d, N = copy of L from yesterday, C 0.3% better than L from today)")
+    for mode in ("age", "earned"):
+        sched = AdvantageSchedule(mode=mode)
+        now = 30 * DAY
+        births = {"L": now - 14 * DAY, "N": now - DAY, "C": now - 200}
+        true = {"L": 0.0, "N": 0.0, "C": math.log1p(-0.003)}
+        sd = sds["copy"]
+        stats = {}
+        for a, b in (("L", "N"), ("L", "C"), ("N", "C")):
+            stats[(a, b)] = [WindowStat(now + WINDOW * i, true[b] - true[a] + sd * rng.standard_normal(), sd**2, 2400)
+                             for i in range(1, 21)]
+        d = decide([Entry(k, v, k, 20) for k, v in births.items()], stats, sched)
+        cycle = d.verdicts[("L", "C")].later_wins and not d.verdicts[("N", "C")].later_wins
+        print(f"- mode {mode}: weights {d.weights} (chain {' -> '.join(d.chain)}); all-pairs verdicts cycle: {cycle}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer histories (a smoke run)")
@@ -267,20 +285,7 @@ def main() -> None:
             now, old = (windows_to_win(sds[name], m, 0.002, reps // 4, t, rng) for t in (1, 3))
             print(f"| {name} | {m:.2%} | {now:.0f} | {old:.0f} |")
 
-    print("\n## The near-copy scenario (L 14 d, N = copy of L from yesterday, C 0.3% better than L from today)")
-    for mode in ("age", "earned"):
-        sched = AdvantageSchedule(mode=mode)
-        now = 30 * DAY
-        births = {"L": now - 14 * DAY, "N": now - DAY, "C": now - 200}
-        true = {"L": 0.0, "N": 0.0, "C": math.log1p(-0.003)}
-        sd = sds["copy"]
-        stats = {}
-        for a, b in (("L", "N"), ("L", "C"), ("N", "C")):
-            stats[(a, b)] = [WindowStat(now + WINDOW * i, true[b] - true[a] + sd * rng.standard_normal(), sd**2, 2400)
-                             for i in range(1, 21)]
-        d = decide([Entry(k, v, k, 20) for k, v in births.items()], stats, sched)
-        cycle = d.verdicts[("L", "C")].later_wins and not d.verdicts[("N", "C")].later_wins
-        print(f"- mode {mode}: weights {d.weights} (chain {' -> '.join(d.chain)}); all-pairs verdicts cycle: {cycle}")
+    near_copy(sds, rng)
 
     days = 14
     histories = 1 if args.quick else 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import sqlite3
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -36,9 +36,6 @@ from subnet.validator.state import (
     WindowPair,
     WindowScore,
 )
-
-if TYPE_CHECKING:
-    from subnet.validator.context import ReadyModel
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,11 @@ from subnet.validator.progress import (
     planned_keys,
     round_to_resume,
 )
-from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator.agreement import record_agreement
 from subnet.validator.in_force import advantage_at, entry_at, for_window, retire_models, retired_competitions
 from subnet.validator.judging import Judgement, judge
 from subnet.validator.resources import unpark_recovered
-from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
+from subnet.validator.planning import plan, plan_window
 from subnet.validator.standing import keep_standing, set_aside
 from subnet.validator.state import ModelRecord, ValidatorState, is_lock_error
 from subnet.validator.weighting import carried_ema, new_registrations
@@ -68,80 +67,9 @@ log = logging.getLogger(__name__)
 __all__ = [  # the round's public names, re-exported so callers import them from one place
     "ChainSnapshot", "CompetitionOutcome", "ParsedCommitment", "ReadyModel", "RoundAborted", "RoundDeps",
     "RoundSummary", "ScoreJobSpec", "Scorer", "finish_weights", "inprocess_scorer", "parse_commitments",
-    "plan", "prepare_documents", "prepare_models", "read_chain", "record_commitments", "run_round",
+    "plan", "plan_window", "prepare_documents", "prepare_models", "read_chain", "record_commitments", "run_round",
     "seed_block", "set_weights", "weights_due", "worker_scorer", "evaluate_competition",
 ]
-
-# ----------------------------------------------------------------------------- 3: schedule
-
-
-def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
-         fresh: set[str] = frozenset(), *, window: int | None = None,
-         chain_weights: Mapping[str, float] | None = None) -> Schedule:
-    """The round's models for `window` (default: the current one), leaving out those already scored in it.
-
-    `fresh` hotkeys (re-registered since the last round) are planned without their stale weight;
-    `chain_weights` (the incentive the chain's consensus pays) puts the models other validators
-    weight among the holders. A past window (backfill) takes only models that predate its seed block.
-    """
-    cfg = deps.config
-    current = seed_block(block, cfg.seed_window_blocks)
-    window = current if window is None else window
-    weights = {cid: {k: v for k, v in state.ema(cid).items() if k not in fresh} for cid in deps.competitions}
-    done = {cid: set(state.window_scores(cid, window)) for cid in deps.competitions}
-    # An older window (backfill) scores the models in play now (scored in the newest counted window, or
-    # holding weight here or on chain) on older documents; the newest counted window takes every model.
-    newest = {cid: newest_counted(current, c.evidence_stride, cfg.seed_window_blocks)
-              for cid, c in deps.competitions.items()}
-    in_play = {cid: set(state.window_scores(cid, newest[cid])) for cid in deps.competitions}
-    chain_weights = chain_weights or {}
-
-    def wanted(m: ModelRecord) -> bool:
-        if window >= newest[m.competition] or m.id in in_play[m.competition]:
-            return True
-        return weights[m.competition].get(m.hotkey, 0.0) > 0 or chain_weights.get(m.hotkey, 0.0) > 0
-
-    candidates = [
-        SchedulingCandidate(
-            key=m.hotkey, competition=m.competition, commit_block=m.block,
-            weight=weights[m.competition].get(m.hotkey, 0.0), last_evaluated_round=m.last_round,
-            chain_weight=chain_weights.get(m.hotkey, 0.0),
-        )
-        for m in models.values()
-        if m.competition in deps.competitions and m.status in (st.MODEL_PENDING, st.MODEL_VERIFIED, st.MODEL_RETRY)
-        and not m.parked()  # repeated transient failures: put off with backoff (state.models.park_seconds)
-        and m.id not in done[m.competition]  # a window's documents are scored once per model
-        and eligible_for_window(m.block, window, cfg.eligibility_margin_blocks)
-        and counted_window(window, deps.competitions[m.competition].evidence_stride, cfg.seed_window_blocks)
-        and wanted(m)
-    ]
-    return schedule_round(
-        candidates, block if window == current else window + cfg.seed_window_blocks,
-        cfg.max_models_per_round, window=cfg.seed_window_blocks,
-        margin=cfg.eligibility_margin_blocks, min_revisits=cfg.min_revisits_per_round,
-    )
-
-
-def plan_window(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, deps: RoundDeps,
-                fresh: set[str], chain_weights: Mapping[str, float], earliest: int = 0) -> tuple[int, Schedule]:
-    """The window this round scores: the current one while it has models left, else the newest past
-    window (up to `backfill_windows` back, none before `earliest`: the start of the schedule entry in
-    force, so a round never mixes entries) that lacks a score of a model that decides the weights."""
-    cfg = deps.config
-    current = seed_block(block, cfg.seed_window_blocks)
-    schedule = plan(state, models, block, deps, fresh, chain_weights=chain_weights)
-    if any(schedule.selected.values()):
-        return current, schedule
-    for back in range(1, cfg.backfill_windows + 1):
-        window = current - back * cfg.seed_window_blocks
-        if window < max(0, earliest):
-            break
-        past = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
-        if any(past.selected.values()):
-            log.info("the current window is scored; backfilling window %d (%d back)", window, back)
-            return window, past
-    return current, schedule
-
 
 # ----------------------------------------------------------------------------- the round
 
@@ -260,44 +188,11 @@ def run_round(deps: RoundDeps) -> RoundSummary:
         models = unpark_recovered(deps, models)  # our resources came back: retry the models they parked
     registered = {n.hotkey: n.uid for n in snapshot.metagraph.neurons}
     fresh = _fresh_registrations(state, registered)
-    if resumed is not None:
-        round_id, block, seed = resumed.id, resumed.block, resumed.seed
-        window = resumed.window if resumed.window is not None else seed_block(block, deps.config.seed_window_blocks)
-        deps = for_window(deps, window)  # the entry in force at the round's window, as when it started
-        state.resume_round(round_id)
-        log.info("resuming round %d (block %d, window %d) where it stopped", round_id, block, window)
-        selected = planned_keys(deps, round_id, models)
-        if selected is None:  # killed between its start and its plan: plan it now, on its own window
-            chain_weights = snapshot.metagraph.incentive_by_hotkey()
-            schedule = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
-            selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
-            state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
-    else:
-        block = snapshot.block
-        current = seed_block(block, deps.config.seed_window_blocks)
-        entry = entry_at(deps, current)
-        deps = for_window(deps, current)  # backfill stays within this entry (plan_window's `earliest`)
-        window, schedule = plan_window(state, models, block, deps, fresh, snapshot.metagraph.incentive_by_hotkey(),
-                                       earliest=entry.start_block if entry is not None else 0)
-        seed = deps.chain.block_hash(window)
-        round_id = state.start_round(block, seed, window)
-        selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
-        state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
-        log.info("round %d started at block %d (window %d): %d model(s) to score", round_id, block, window,
-                 sum(len(k) for k in selected.values()))
+    deps, round_id, block, seed, window, selected = _open_round(deps, snapshot, resumed, models, fresh)
     try:
         outcomes, judgements, n_due, n_evaluated = _evaluate_all(deps, round_id, selected, models, seed, window,
                                                                  resumed is not None)
-        new_ema = {}
-        for cid in sorted(deps.competitions):
-            previous = carried_ema(state.ema(cid), registered, fresh)
-            judgement = judgements.get(cid)
-            if judgement is None or judgement.champion is None:
-                new_ema[cid] = keep_standing(previous, previous, outcomes[cid])  # the last decision stands
-                continue
-            decided = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
-            new_ema[cid] = outcomes[cid].ema = keep_standing(decided, previous, outcomes[cid])  # ours move nothing
-        new_ema.update({cid: {} for cid in retired_competitions(deps, window) if state.ema(cid)})
+        new_ema = _decided_weights(deps, judgements, outcomes, registered, fresh, window)
         done = list(judgements.values())
         evaluated = [models[k].id for cid, keys in selected.items() for k in keys
                      if k in models and k not in outcomes[cid].own_faults]
@@ -316,6 +211,55 @@ def run_round(deps: RoundDeps) -> RoundSummary:
     _record_agreement(deps, snapshot)
     return RoundSummary(round_id, block, seed, outcomes, weights_status, time.perf_counter() - started,
                         resumed=resumed is not None, n_due=n_due, n_evaluated=n_evaluated, window=window)
+
+
+def _open_round(deps: RoundDeps, snapshot: ChainSnapshot, resumed, models: Mapping[str, ModelRecord],
+                fresh: set[str]):
+    """The round to run: the stopped one (its window, plan and schedule entry), or a new one on the window
+    `plan_window` picks. Returns (deps for the entry in force, round id, block, seed, window, selected)."""
+    state = deps.state
+    chain_weights = snapshot.metagraph.incentive_by_hotkey()
+    if resumed is not None:
+        round_id, block, seed = resumed.id, resumed.block, resumed.seed
+        window = resumed.window if resumed.window is not None else seed_block(block, deps.config.seed_window_blocks)
+        deps = for_window(deps, window)  # the entry in force at the round's window, as when it started
+        state.resume_round(round_id)
+        log.info("resuming round %d (block %d, window %d) where it stopped", round_id, block, window)
+        selected = planned_keys(deps, round_id, models)
+        if selected is None:  # killed between its start and its plan: plan it now, on its own window
+            schedule = plan(state, models, block, deps, fresh, window=window, chain_weights=chain_weights)
+            selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
+            state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
+        return deps, round_id, block, seed, window, selected
+    block = snapshot.block
+    current = seed_block(block, deps.config.seed_window_blocks)
+    entry = entry_at(deps, current)
+    deps = for_window(deps, current)  # backfill stays within this entry (plan_window's `earliest`)
+    window, schedule = plan_window(state, models, block, deps, fresh, chain_weights,
+                                   earliest=entry.start_block if entry is not None else 0)
+    seed = deps.chain.block_hash(window)
+    round_id = state.start_round(block, seed, window)
+    selected = {cid: list(keys) for cid, keys in schedule.selected.items()}
+    state.record_plan(round_id, {cid: [(k, models[k].id) for k in keys] for cid, keys in selected.items()})
+    log.info("round %d started at block %d (window %d): %d model(s) to score", round_id, block, window,
+             sum(len(k) for k in selected.values()))
+    return deps, round_id, block, seed, window, selected
+
+
+def _decided_weights(deps: RoundDeps, judgements, outcomes, registered: Mapping[str, int], fresh: set[str],
+                     window: int) -> dict[str, dict[str, float]]:
+    """Each competition's stored weights after the round: its decision, unless our faults hold them."""
+    state, new_ema = deps.state, {}
+    for cid in sorted(deps.competitions):
+        previous = carried_ema(state.ema(cid), registered, fresh)
+        judgement = judgements.get(cid)
+        if judgement is None or judgement.champion is None:
+            new_ema[cid] = keep_standing(previous, previous, outcomes[cid])  # the last decision stands
+            continue
+        decided = {k: w for k, w in judgement.weights.items() if k in registered and w > 0}
+        new_ema[cid] = outcomes[cid].ema = keep_standing(decided, previous, outcomes[cid])  # ours move nothing
+    new_ema.update({cid: {} for cid in retired_competitions(deps, window) if state.ema(cid)})
+    return new_ema
 
 
 def _evaluate_all(deps: RoundDeps, round_id: int, selected: Mapping[str, Sequence[str]],
