@@ -273,17 +273,25 @@ def load_competitions(path: str | Path) -> dict[str, Competition]:
         raise CompetitionError(f"competitions file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from None
     if not isinstance(entries, list) or not entries:
         raise CompetitionError(f"competitions file {p} defines no competitions")
+    return competitions_from_tables(entries, f"competitions file {p}")
+
+
+def competitions_from_tables(entries, where: str) -> dict[str, Competition]:
+    """Validated competitions, by id, from parsed tables; every error starts with `where`."""
     result: dict[str, Competition] = {}
     for entry in entries:
-        if not isinstance(entry, dict):
-            raise CompetitionError(f"competitions file {p}: each competition must be a table, got {entry!r}")
-        c = competition_from_dict(entry)
+        if not isinstance(entry, Mapping):
+            raise CompetitionError(f"{where}: each competition must be a table, got {entry!r}")
+        try:
+            c = competition_from_dict(entry)
+        except CompetitionError as e:
+            raise CompetitionError(f"{where}: {e}") from None
         if c.id in result:
-            raise CompetitionError(f"competitions file {p}: duplicate competition id {c.id!r}")
+            raise CompetitionError(f"{where}: duplicate competition id {c.id!r}")
         result[c.id] = c
     total = sum(c.reward_share for c in result.values())
     if total > 1 + 1e-9:
-        raise CompetitionError(f"competitions file {p}: reward shares sum to {total}, more than 1")
+        raise CompetitionError(f"{where}: reward shares sum to {total} (field 'reward_share'), more than 1")
     return result
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from subnet.competitions import DEFAULT_COMPETITIONS, Competition, CompetitionError, competition_from_dict
+from subnet.competitions import DEFAULT_COMPETITIONS, Competition, CompetitionError, competitions_from_tables
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -130,20 +130,7 @@ def entry_from_dict(index: int, data: Mapping[str, Any]) -> ScheduleEntry:
     listed = data.get("competition", data.get("competitions"))
     if not isinstance(listed, list) or not listed:
         raise CompetitionError(f"{where}: field 'competition' must list at least one competition")
-    comps: dict[str, Competition] = {}
-    for raw in listed:
-        if not isinstance(raw, Mapping):
-            raise CompetitionError(f"{where}: field 'competition' must hold tables, got {raw!r}")
-        try:
-            c = competition_from_dict(raw)
-        except CompetitionError as e:
-            raise CompetitionError(f"{where}: {e}") from None
-        if c.id in comps:
-            raise CompetitionError(f"{where}: duplicate competition id {c.id!r}")
-        comps[c.id] = c
-    total = sum(c.reward_share for c in comps.values())
-    if total > 1 + 1e-9:
-        raise CompetitionError(f"{where}: field 'reward_share' sums to {total} over the competitions, more than 1")
+    comps = competitions_from_tables(listed, where)
     return ScheduleEntry(start, comps, *_owner(where, data), note=str(data.get("note", "")))
 
 
