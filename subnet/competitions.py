@@ -256,23 +256,28 @@ def competition_from_dict(data: Mapping[str, Any]) -> Competition:
         raise CompetitionError(f"competition {cid!r}: {e}") from None
 
 
-def load_competitions(path: str | Path) -> dict[str, Competition]:
-    """Read competitions from a TOML file (`[[competition]]` tables) or a JSON list/object."""
+def read_listed_file(path: str | Path, what: str, keys: tuple[str, ...], items: str) -> list:
+    """The list a TOML or JSON file holds under the first of `keys` (a JSON file may be the list itself);
+    every error names the `what` file and why."""
     p = Path(path)
     try:
         raw = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise CompetitionError(f"cannot read competitions file {p}: {e}") from None
+        raise CompetitionError(f"cannot read {what} file {p}: {e}") from None
     try:
-        if p.suffix == ".toml":
-            entries = tomllib.loads(raw).get("competition", [])
-        else:
-            parsed = json.loads(raw)
-            entries = parsed.get("competitions", []) if isinstance(parsed, dict) else parsed
+        parsed = tomllib.loads(raw) if p.suffix == ".toml" else json.loads(raw)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise CompetitionError(f"competitions file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from None
-    if not isinstance(entries, list) or not entries:
-        raise CompetitionError(f"competitions file {p} defines no competitions")
+        raise CompetitionError(f"{what} file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from None
+    listed = next((parsed[k] for k in keys if k in parsed), None) if isinstance(parsed, dict) else parsed
+    if not isinstance(listed, list) or not listed:
+        raise CompetitionError(f"{what} file {p} defines no {items}")
+    return listed
+
+
+def load_competitions(path: str | Path) -> dict[str, Competition]:
+    """Read competitions from a TOML file (`[[competition]]` tables) or a JSON list/object."""
+    p = Path(path)
+    entries = read_listed_file(p, "competitions", ("competition", "competitions"), "competitions")
     return competitions_from_tables(entries, f"competitions file {p}")
 
 

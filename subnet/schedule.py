@@ -12,19 +12,18 @@ error names the entry (its index and start block) and the field.
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from subnet.competitions import DEFAULT_COMPETITIONS, Competition, CompetitionError, competitions_from_tables
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from subnet.competitions import (
+    DEFAULT_COMPETITIONS,
+    Competition,
+    CompetitionError,
+    competitions_from_tables,
+    read_listed_file,
+)
 
 BLOCK_SECONDS = 12.0  # finney's target block time, for "approximate date" only
 MAX_OWNER_SHARE = 0.5  # beyond this the subnet pays its owner more than its miners
@@ -151,17 +150,7 @@ def _owner(where: str, data: Mapping[str, Any]) -> tuple[str | None, float]:
 def load_schedule(path: str | Path) -> CompetitionSchedule:
     """Read a schedule: TOML `[[entry]]` tables (each with `[[entry.competition]]`) or JSON {"entries": [...]}."""
     p = Path(path)
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CompetitionError(f"cannot read schedule file {p}: {e}") from None
-    try:
-        parsed = tomllib.loads(raw) if p.suffix == ".toml" else json.loads(raw)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise CompetitionError(f"schedule file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from None
-    entries = parsed.get("entry", parsed.get("entries")) if isinstance(parsed, dict) else parsed
-    if not isinstance(entries, list) or not entries:
-        raise CompetitionError(f"schedule file {p} defines no entries")
+    entries = read_listed_file(p, "schedule", ("entry", "entries"), "entries")
     try:
         return CompetitionSchedule(tuple(entry_from_dict(i, e) for i, e in enumerate(entries)))
     except CompetitionError as e:

@@ -129,3 +129,14 @@ def test_backfill_stops_at_the_start_of_the_schedule_entry_in_force(state):
     assert window == 1_050  # window 900 belongs to the entry before the change at block 1000: not backfilled
     window, _ = plan_window(state, models, 1_100, deps(), set(), {}, earliest=900)
     assert window == 900
+
+
+def test_a_superseded_commitments_windows_are_dropped_with_it(state):
+    old = add(state, "a", 100)
+    b = add(state, "b", 120)
+    scored(state, 1_050, old, b)
+    assert state.window_model_ids("tiny", 1_050) == {old.id, b.id}
+    new = add(state, "a", 1_100)  # the miner committed another model: the old one never competes again
+    assert new.id != old.id
+    scored(state, 1_200, new)
+    assert state.window_model_ids("tiny", 1_050) == {b.id}

@@ -31,7 +31,6 @@ from itertools import combinations
 from typing import Callable, Mapping, Sequence
 
 from subnet.competitions import AdvantageSchedule
-from subnet.scoring.advantage import advantage
 from subnet.scoring.earned import EarnedAdvantage, earned_eps, model_advantage
 from subnet.scoring.sequential import DEFAULT_DESIGN_ROUNDS
 from subnet.scoring.windows import PairVerdict, WindowStat, fold_pair
@@ -184,12 +183,4 @@ def _earned_from(key: str, beaten: str, verdict: PairVerdict, schedule: Advantag
         return EarnedAdvantage(key, float(schedule.min_earned), beaten, 0.0, 0.0, verdict.evidence.rounds, True)
     low, high = -verdict.cross_high, -verdict.cross_low
     return EarnedAdvantage(key, earned_eps(low, schedule), beaten, low, high, verdict.evidence.rounds)
-
-
-def advantage_now(entry_block: int, current_block: int, schedule: AdvantageSchedule,
-                  earned: EarnedAdvantage | None = None) -> float:
-    """A model's advantage at `current_block` (for display)."""
-    if earned is None:
-        return advantage(current_block - entry_block, schedule)
-    return model_advantage(current_block - entry_block, schedule, earned)
 

@@ -33,12 +33,12 @@ def plan(state: ValidatorState, models: Mapping[str, ModelRecord], block: int, d
     current = seed_block(block, cfg.seed_window_blocks)
     window = current if window is None else window
     weights = {cid: {k: v for k, v in state.ema(cid).items() if k not in fresh} for cid in deps.competitions}
-    done = {cid: set(state.window_scores(cid, window)) for cid in deps.competitions}
+    done = {cid: state.window_model_ids(cid, window) for cid in deps.competitions}
     # An older window (backfill) scores the models in play now (scored in the newest counted window, or
     # holding weight here or on chain) on older documents; the newest counted window takes every model.
     newest = {cid: newest_counted(current, c.evidence_stride, cfg.seed_window_blocks)
               for cid, c in deps.competitions.items()}
-    in_play = {cid: set(state.window_scores(cid, newest[cid])) for cid in deps.competitions}
+    in_play = {cid: state.window_model_ids(cid, newest[cid]) for cid in deps.competitions}
     chain_weights = chain_weights or {}
 
     def wanted(m: ModelRecord) -> bool:

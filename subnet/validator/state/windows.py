@@ -65,6 +65,10 @@ def write_windows(db: sqlite3.Connection, round_id: int, scores: Iterable[Window
           p.stat.log_ratio if p.stat.log_ratio == p.stat.log_ratio else None,
           p.stat.variance if p.stat.variance == p.stat.variance else None,
           p.stat.n, p.stat.earlier_failed, p.stat.later_failed, round_id) for p in pairs])
+    # A hotkey's superseded commitment never competes again: its windows would only be read and ignored.
+    current = "SELECT MAX(id) FROM models GROUP BY hotkey"
+    db.execute(f"DELETE FROM window_scores WHERE model_id NOT IN ({current})")
+    db.execute(f"DELETE FROM window_pairs WHERE earlier_id NOT IN ({current}) OR later_id NOT IN ({current})")
 
 
 class WindowsMixin:
@@ -73,6 +77,12 @@ class WindowsMixin:
         rows = self._query("SELECT * FROM window_scores WHERE competition = ? AND window_block = ?",
                            (competition, int(window)))
         return {int(r["model_id"]): _score(r) for r in rows}
+
+    def window_model_ids(self, competition: str, window: int) -> set[int]:
+        """The ids of the models scored in this window (no losses read: the planner asks this often)."""
+        rows = self._query("SELECT model_id FROM window_scores WHERE competition = ? AND window_block = ?",
+                           (competition, int(window)))
+        return {int(r["model_id"]) for r in rows}
 
     def scored_windows(self, competition: str) -> dict[int, list[WindowScore]]:
         """Every model's windows (without losses), oldest first, keyed by model id."""
