@@ -115,6 +115,18 @@ def test_a_dropped_connection_is_replaced_once(open_chain, state, wallets):
     assert state.connections == opened + 1
 
 
+def test_the_metagraph_carries_the_epochs_consensus_and_incentive(open_chain, state, wallets):
+    miner = wallets["miner"].hotkey.ss58_address
+    neuron = next(n for n in state.subnets[NETUID].neurons if n.hotkey == miner)
+    neuron.consensus_u16, neuron.incentive_u16 = 65535, 49151  # PerU16, as the runtime stores them
+    graph = open_chain().metagraph()
+    by_hotkey = {n.hotkey: n for n in graph.neurons}
+    assert by_hotkey[miner].consensus == pytest.approx(1.0)
+    assert by_hotkey[miner].incentive == pytest.approx(49151 / 65535)
+    assert graph.incentive_by_hotkey() == {miner: pytest.approx(49151 / 65535)}
+    assert graph.consensus_by_uid()[by_hotkey[miner].uid] == pytest.approx(1.0)
+
+
 def test_a_drop_before_submission_does_not_lose_the_weights(open_chain, state, wallets):
     validator = open_chain(wallets["validator"])
     validator.current_block()

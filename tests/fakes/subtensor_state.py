@@ -46,6 +46,9 @@ class FakeNeuron:
     validator_permit: bool
     last_update: int = 0
     registered_at: int = 0
+    # The last epoch's Yuma outputs as the runtime stores them: PerU16 fractions (65535 = 1.0).
+    consensus_u16: int = 0
+    incentive_u16: int = 0
 
 
 @dataclass
@@ -323,8 +326,8 @@ def metagraph_record(subnet: FakeSubnet, block: int) -> dict:
         "total_stake": [n.stake_rao for n in neurons],
         "rank": [0 for _ in neurons],
         "trust": [0 for _ in neurons],
-        "consensus": [0 for _ in neurons],
-        "incentives": [0 for _ in neurons],
+        "consensus": [n.consensus_u16 for n in neurons],
+        "incentives": [n.incentive_u16 for n in neurons],
         "dividends": [0 for _ in neurons],
         "pruning_score": [0 for _ in neurons],
         "emission": [0 for _ in neurons],
