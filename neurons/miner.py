@@ -4,8 +4,8 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from subnet.miner.cli import main
-    except ModuleNotFoundError:
-        print("the miner is not yet available in this version", file=sys.stderr)
-        sys.exit(2)
+        from subnet.commands.miner_commands import main
+    except ModuleNotFoundError as e:  # name what is missing: usually not the project's interpreter
+        sys.exit(f"error: module {e.name!r} is not installed for {sys.executable}; "
+                 f"run `make install`, then `.venv/bin/python neurons/miner.py`")
     main()

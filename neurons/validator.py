@@ -4,8 +4,8 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from subnet.validator.cli import run_from_argv
-    except ModuleNotFoundError:
-        print("the validator is not yet available in this version", file=sys.stderr)
-        sys.exit(2)
+        from subnet.commands.validator_commands import run_from_argv
+    except ModuleNotFoundError as e:  # name what is missing: usually not the project's interpreter
+        sys.exit(f"error: module {e.name!r} is not installed for {sys.executable}; "
+                 f"run `make install`, then `.venv/bin/python neurons/validator.py`")
     sys.exit(run_from_argv(sys.argv[1:]))

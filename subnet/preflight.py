@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from subnet.chain.base import ChainError, Metagraph, Neuron
-from subnet.cli_support import CommandError
+from subnet.commands.boundary import CommandError
 
 PASSWORD_ENV = "BT_WALLET_PASSWORD"  # as bittensor's wallets read it
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from subnet.cli import app
-from subnet.cli_support import run_command
+from subnet.commands.main import app
+from subnet.commands.boundary import run_command
 from subnet.competitions import DEFAULT_COMPETITIONS
 from subnet.schedule import CompetitionSchedule, ScheduleEntry, schedule_to_dict
-from subnet.schedule_cli import describe, render
+from subnet.commands.competitions_list import describe, render
 
 TINY = DEFAULT_COMPETITIONS["tiny"]
 SCHEDULE = CompetitionSchedule((

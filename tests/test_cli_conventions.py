@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from subnet.cli import app
+from subnet.commands.main import app
 
 
 def _commands(command, path=()):

@@ -23,7 +23,7 @@ MINERS = 2  # miner i trains BASE_STEPS * 4**i steps: 8 and 32
 def subnet_command() -> list[str]:
     """The installed `subnet` entry point next to this interpreter, else the module (same code)."""
     script = Path(sys.executable).with_name("subnet")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "subnet.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "subnet"]
 
 
 def run_subnet(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:

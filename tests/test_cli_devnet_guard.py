@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from subnet.devnet import MARKER, DevnetDirectoryError, prepare_directory
+from subnet.commands.devnet import MARKER, DevnetDirectoryError, prepare_directory
 
 
 def test_refuses_a_non_empty_directory_it_did_not_create(tmp_path):
@@ -43,7 +43,7 @@ def test_refuses_a_file(tmp_path):
 
 def test_cli_refusal_is_one_line_exit_1_and_keeps_the_files(tmp_path):
     (tmp_path / "notes.txt").write_text("precious")
-    proc = subprocess.run([sys.executable, "-m", "subnet.cli", "devnet", "--dir", str(tmp_path), "--api-port", "0"],
+    proc = subprocess.run([sys.executable, "-m", "subnet", "devnet", "--dir", str(tmp_path), "--api-port", "0"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "40"})
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1, proc.stderr[-2000:]

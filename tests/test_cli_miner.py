@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from subnet.chain.keys import create_wallet
 from subnet.chain.local import LocalChain
-from subnet.miner.cli import app
+from subnet.commands.miner_commands import app
 from subnet.miner.run_dir import truncate_metrics
 from subnet.preflight import PreflightError, check_hub_write
-from tests.test_miner_support import trained_run
+from tests.miner_run import trained_run
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_upload_asks_before_replacing_a_commitment(devnet):
 
 
 def test_netuid_is_required_off_devnet(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "subnet.miner.cli", "upload", str(tmp_path), "--namespace", "a",
+    run = subprocess.run([sys.executable, "-m", "subnet", "miner", "upload", str(tmp_path), "--namespace", "a",
                           "--name", "b", "--network", "test"], capture_output=True, text=True, timeout=60,
                          env={k: v for k, v in os.environ.items() if k != "SUBNET_NETUID"})
     assert run.returncode == 2
@@ -170,7 +170,7 @@ def test_train_refuses_another_runs_directory(tmp_path):
 
 def test_sigint_checkpoints_and_resume_continues_without_duplicate_metrics(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "subnet.miner.cli", "train", "--out-dir", str(out), *TRAIN],
+    proc = subprocess.Popen([sys.executable, "-m", "subnet", "miner", "train", "--out-dir", str(out), *TRAIN],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     seen = []

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from subnet.cli import app
+from subnet.commands.main import app
 
 runner = CliRunner()
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import subnet.validator.daemon as daemon
-from subnet.validator.cli import run_from_argv
+from subnet.commands.validator_commands import run_from_argv
 from subnet.validator.daemon import resolve_competitions
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SUBNET_", "BT_"))}
@@ -50,7 +50,7 @@ def test_on_a_devnet_the_toy_competition_is_the_default(validator_config, tmp_pa
 
 
 def test_asking_for_tiny_on_finney_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "subnet.cli", "validator", "run", "--netuid", "9", "--network",
+    proc = subprocess.run([sys.executable, "-m", "subnet", "validator", "run", "--netuid", "9", "--network",
                            "finney", "--competition", "tiny", "--api-port", "0"],
                           capture_output=True, text=True, timeout=120, env=CLEAN_ENV)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -60,7 +60,7 @@ def test_asking_for_tiny_on_finney_is_a_usage_error():
 
 def test_miner_default_competition_follows_the_network(monkeypatch, tmp_path):
     import subnet.miner.train as train_module
-    from subnet.miner.cli import app
+    from subnet.commands.miner_commands import app
 
     for name in [k for k in os.environ if k.startswith(("SUBNET_", "BT_"))]:
         monkeypatch.delenv(name)
@@ -80,7 +80,7 @@ def test_miner_default_competition_follows_the_network(monkeypatch, tmp_path):
 
 
 def test_miner_cannot_upload_a_toy_model_to_finney(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "subnet.miner.cli", "upload", str(tmp_path), "--namespace", "a",
+    proc = subprocess.run([sys.executable, "-m", "subnet", "miner", "upload", str(tmp_path), "--namespace", "a",
                            "--name", "b", "--network", "finney", "--netuid", "9", "--competition", "tiny"],
                           capture_output=True, text=True, timeout=120, env=CLEAN_ENV)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from subnet.cli import app
+from subnet.commands.main import app
 from subnet.hub.model_ref import ModelRef
 from subnet.validator import state as st
 from subnet.validator.api import StatusServer, build_app

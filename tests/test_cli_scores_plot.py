@@ -11,7 +11,7 @@ import pytest
 
 from subnet.eval.types import DocLosses
 from subnet.hub.model_ref import ModelRef
-from subnet.scores_plot import collect, draw
+from subnet.commands.scores_plot import collect, draw
 from subnet.validator import state as st
 from subnet.validator.state import ResultRow, ValidatorState
 

@@ -37,7 +37,7 @@ def subnet(tmp_path):
     (tmp_path / "store").mkdir()
 
     def run(*extra: str, wallet: str = "validator", timeout: float = 120) -> subprocess.CompletedProcess:
-        args = [sys.executable, "-m", "subnet.cli", "validator", "run", "--network", f"devnet:{chain_path}",
+        args = [sys.executable, "-m", "subnet", "validator", "run", "--network", f"devnet:{chain_path}",
                 "--wallet.path", str(wallets), "--wallet.name", wallet, "--store", f"local:{tmp_path / 'store'}",
                 "--state-dir", str(tmp_path / "state"), "--scoring-mode", "inprocess", "--device", "cpu",
                 "--round-interval-s", "0", "--max-rounds", "1", *extra]
@@ -95,10 +95,10 @@ def test_usage_errors_are_one_line_and_exit_2(subnet, flags, fragment):
 
 
 def test_netuid_is_required_off_devnet():
-    from subnet.validator.cli import run_from_argv
+    from subnet.commands.validator_commands import run_from_argv
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUBNET_", "BT_"))}
-    proc = subprocess.run([sys.executable, "-c", "import sys; from subnet.validator.cli import run_from_argv; "
+    proc = subprocess.run([sys.executable, "-c", "import sys; from subnet.commands.validator_commands import run_from_argv; "
                            "sys.exit(run_from_argv(sys.argv[1:]))", "--network", "test"],
                           capture_output=True, text=True, timeout=60, env=env)
     assert_one_line_error(proc, 2, "--netuid is required")
@@ -108,7 +108,7 @@ def test_netuid_is_required_off_devnet():
 def test_bittensor_spellings_and_environment_are_honoured(monkeypatch, tmp_path):
     """--subtensor.chain_endpoint, --logging.debug, --wandb.off and btcli's BT_* variables reach the config."""
     import subnet.validator.daemon as daemon
-    from subnet.validator.cli import run_from_argv
+    from subnet.commands.validator_commands import run_from_argv
 
     seen = {}
 
@@ -135,12 +135,12 @@ def test_bittensor_spellings_and_environment_are_honoured(monkeypatch, tmp_path)
 def test_every_option_has_help_and_h_works():
     import typer
 
-    from subnet.validator.cli import app
+    from subnet.commands.validator_commands import app
 
     command = typer.main.get_command(app).commands["run"]
     missing = [p.name for p in command.params if not getattr(p, "help", None)]
     assert not missing, f"options without help: {missing}"
-    proc = subprocess.run([sys.executable, "-m", "subnet.cli", "validator", "run", "-h"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "subnet", "validator", "run", "-h"], capture_output=True,
                           text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0 and "--subtensor.network" in proc.stdout
 
@@ -196,7 +196,7 @@ def test_version_is_visible_in_cli_healthz_and_metrics(tmp_path):
     from subnet.validator.metrics import ValidatorMetrics
     from subnet.validator.state import ValidatorState
 
-    proc = subprocess.run([sys.executable, "-m", "subnet.cli", "--version"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "subnet", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and __version__ in proc.stdout and git_commit() in proc.stdout
     metrics = ValidatorMetrics()

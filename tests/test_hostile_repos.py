@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from subnet.cli import app
+from subnet.commands.main import app
 from subnet.hub.errors import ModelRejected
 from subnet.validator import state as st
-from subnet.validator.scores import scores_table
+from subnet.validator.score_table import scores_table
 from tests.hostile_repos import CASES, NAN_REASON, HostileCase, build_case, honest_model
 from tests.validator_fixtures import LocalSubnet, competitions_file
 

@@ -177,7 +177,7 @@ def test_scores_serve_is_read_only_and_stops_on_a_signal(tmp_path):
     db = tmp_path / "state.sqlite"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "-m", "subnet.cli", "scores", "--serve", "--state", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "subnet", "scores", "--serve", "--state", str(tmp_path),
                              "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         line = proc.stdout.readline()

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from subnet.competitions import AdvantageSchedule
 from subnet.miner.benchmark import WEEK_BLOCKS, compare_losses
-from subnet.miner.cli import app
-from tests.test_miner_support import trained_run
+from subnet.commands.miner_commands import app
+from tests.miner_run import trained_run
 
 SCHEDULE = AdvantageSchedule(eps0=0.004, half_life_blocks=50_400.0, floor=0.0, mode="age")
 EARNED = AdvantageSchedule(eps0=0.004, half_life_blocks=50_400.0, mode="earned", cap=0.01, min_earned=0.0005)

@@ -73,10 +73,10 @@ def test_analyse_corrects_pairs_and_tests_seeds_across_runs():
 def test_cli_compare_runs_checkpoints_and_seeds(tmp_path):
     from typer.testing import CliRunner
 
-    from subnet.miner.cli import app
+    from subnet.commands.miner_commands import app
     from subnet.miner.config import TrainConfig
     from subnet.miner.train import train
-    from tests.test_miner_support import quiet, single_threaded_deterministic
+    from tests.miner_run import quiet, single_threaded_deterministic
 
     common = dict(competition="tiny", steps=24, seq_len=32, micro_batch_size=4, warmup_steps=4, log_every=4,
                   reference_documents=40, docs_per_chunk=40, device="cpu", checkpoint_every=8, keep_checkpoints=0)

@@ -11,7 +11,7 @@ import torch
 
 from subnet.miner.config import TrainConfig
 from subnet.miner.train import train
-from tests.test_miner_support import (
+from tests.miner_run import (
     as_torchrun_rank,
     quiet,
     single_threaded_deterministic,

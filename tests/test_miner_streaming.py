@@ -80,7 +80,7 @@ def test_held_out_documents_never_appear(parquet_dir, tokenizer):
 def test_training_on_a_stream_resumes_bit_for_bit(parquet_dir, tmp_path):
     from subnet.miner.config import TrainConfig
     from subnet.miner.train import train
-    from tests.test_miner_support import quiet, single_threaded_deterministic
+    from tests.miner_run import quiet, single_threaded_deterministic
 
     root, _ = parquet_dir
     common = dict(competition="tiny", dataset=f"stream:{root}", steps=8, seq_len=32, micro_batch_size=4,

@@ -17,7 +17,7 @@ from subnet.miner.config import TrainConfig
 from subnet.miner.data import HeldOut, PackedStream, labelled_seed
 from subnet.miner.model_configs import count_parameters, padded_vocab_size
 from subnet.miner.train import lr_factor, make_optimizers, split_parameters, train
-from tests.test_miner_support import (
+from tests.miner_run import (
     STEPS,
     as_torchrun_rank,
     quiet,
@@ -231,7 +231,7 @@ class _Stream:
 
 
 def test_auto_progress_draws_a_bar_only_on_a_terminal_and_only_when_no_echo_was_passed():
-    from subnet.miner.progress import wants_bar
+    from subnet.miner.train_progress import wants_bar
 
     assert wants_bar("auto", caller_echo=False, stream=_Stream(tty=True))
     assert not wants_bar("auto", caller_echo=False, stream=_Stream(tty=False))  # CI logs, pipes
@@ -295,7 +295,7 @@ def test_ddp_with_gloo_two_processes_end_with_identical_parameters(tmp_path):
 def test_cli_train_runs_resumes_and_refuses_a_changed_config(tmp_path):
     from typer.testing import CliRunner
 
-    from subnet.miner.cli import app, parse_overrides
+    from subnet.commands.miner_commands import app, parse_overrides
 
     assert parse_overrides(["weight_decay=0.05", "compile=true", "keep-checkpoints=2"]) == {
         "weight_decay": 0.05, "compile": True, "keep_checkpoints": 2}

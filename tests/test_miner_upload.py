@@ -17,9 +17,9 @@ from subnet.hub.local import LocalStore
 from subnet.hub.model_ref import ModelRef
 from subnet.hub.store import StoreError
 from subnet.miner.chain_models import best_model_on_chain
-from subnet.miner.cli import app
+from subnet.commands.miner_commands import app
 from subnet.miner.upload import UploadError, upload_model
-from tests.test_miner_support import quiet, trained_run
+from tests.miner_run import quiet, trained_run
 
 TINY = get_competition("tiny")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("subnet.chain.local")
 
 from subnet.schedule import CompetitionSchedule, ScheduleEntry  # noqa: E402
 from subnet.validator import state as st  # noqa: E402
@@ -22,7 +21,7 @@ from subnet.validator.config import ValidatorConfig  # noqa: E402
 from subnet.validator.daemon import source_factory  # noqa: E402
 from subnet.validator.metrics import ValidatorMetrics  # noqa: E402
 from subnet.validator.round import RoundDeps, inprocess_scorer, run_round  # noqa: E402
-from subnet.validator.scores import scores_table  # noqa: E402
+from subnet.validator.score_table import scores_table  # noqa: E402
 from subnet.validator.state import ValidatorState  # noqa: E402
 from tests.validator_fixtures import E2E_COMPETITION, LocalSubnet, train_snapshots  # noqa: E402
 

@@ -289,10 +289,10 @@ def test_scores_table_api_and_cli_show_pair_intervals_and_where_each_advantage_c
 
     from typer.testing import CliRunner
 
-    from subnet.cli import app
+    from subnet.commands.main import app
     from subnet.validator.api import StatusServer, build_app
     from subnet.validator.metrics import ValidatorMetrics
-    from subnet.validator.scores import evidence_table, scores_table
+    from subnet.validator.score_table import evidence_table, scores_table
 
     state = ValidatorState(tmp_path / "state.sqlite")
     commit(state, "a", 100)

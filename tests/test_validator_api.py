@@ -13,7 +13,7 @@ from subnet.hub.model_ref import ModelRef
 from subnet.validator import state as st
 from subnet.validator.api import StatusServer, build_app
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.scores import COLUMNS, scores_table
+from subnet.validator.score_table import COLUMNS, scores_table
 from subnet.validator.state import ResultRow, ValidatorState
 
 
@@ -48,7 +48,6 @@ def populated(tmp_path):
 
 
 def test_scores_table_rows(populated):
-    pytest.importorskip("subnet.scoring.advantage")
     rows = {r["hotkey"]: r for r in scores_table(populated, current_block=1100)}
     assert all(set(r) == set(COLUMNS) for r in rows.values())
     good = rows["hk-good"]
@@ -62,7 +61,6 @@ def test_scores_table_rows(populated):
 
 
 def test_http_endpoints(populated):
-    pytest.importorskip("subnet.scoring.advantage")
     metrics = ValidatorMetrics()
     metrics.rounds.labels(status="done").inc()
     metrics.failures.labels(reason="unsafe_file").inc()
@@ -128,7 +126,6 @@ def test_port_in_use_is_a_clear_error(tmp_path):
 
 
 def test_scores_leave_out_deregistered_hotkeys_unless_asked(populated):
-    pytest.importorskip("subnet.scoring.advantage")
     # A later round saw hk-bad gone from the metagraph (and hk-good at uid 1, hk-copy at 2, hk-junk at 4).
     rid = populated.start_round(1200, "0xseed2")
     populated.complete_scoring(rid, [], [], {"tiny": {"hk-good": 1.0}}, [],

@@ -20,7 +20,7 @@ from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.daemon import Daemon
 from subnet.validator.round import RoundDeps
-from subnet.validator.scores import weights_summary
+from subnet.validator.score_table import weights_summary
 from subnet.validator.state import ValidatorState
 from tests.fakes.substrate import FakeChainState, FakeSubstrate
 

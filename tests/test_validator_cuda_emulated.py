@@ -40,7 +40,7 @@ def test_validator_on_an_emulated_gpu_host_scores_every_model(tmp_path, trained,
                "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "emulated_cuda_site"), str(REPO)])}
         state_dir = tmp_path / "state"
         proc = subprocess.run([
-            sys.executable, "-m", "subnet.cli", "validator", "run", "--network", subnet.network,
+            sys.executable, "-m", "subnet", "validator", "run", "--network", subnet.network,
             "--netuid", str(subnet.netuid), "--wallet.name", "validator", "--wallet.path", str(subnet.wallet_path),
             "--device", device, "--state-dir", str(state_dir), "--store", f"local:{subnet.store.root}",
             "--competitions-file", str(competitions_file(tmp_path / "c.json")), "--api-port", "0",

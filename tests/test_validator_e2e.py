@@ -18,9 +18,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("subnet.chain.local")
-pytest.importorskip("subnet.scoring.wins")
-pytest.importorskip("subnet.data.sampling")
 
 from subnet.chain.base import ChainError  # noqa: E402
 from subnet.hub.store import StoreError  # noqa: E402
@@ -29,7 +26,7 @@ from subnet.validator.config import ValidatorConfig  # noqa: E402
 from subnet.validator.daemon import Daemon, source_factory  # noqa: E402
 from subnet.validator.metrics import ValidatorMetrics  # noqa: E402
 from subnet.validator.round import RoundDeps, inprocess_scorer  # noqa: E402
-from subnet.validator.scores import scores_table  # noqa: E402
+from subnet.validator.score_table import scores_table  # noqa: E402
 from subnet.validator.state import ValidatorState  # noqa: E402
 from tests.validator_fixtures import (  # noqa: E402
     COMPETITIONS,

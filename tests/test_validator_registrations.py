@@ -23,7 +23,7 @@ from subnet.hub.model_ref import ModelRef
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.round import RoundDeps, run_round
-from subnet.validator.scores import scores_table
+from subnet.validator.score_table import scores_table
 from subnet.validator.state import ValidatorState
 from subnet.validator.weighting import carried_ema, new_registrations
 

@@ -67,7 +67,7 @@ def test_seed_block_is_shared_within_a_window():
 
 
 def test_cli_reports_bad_flags_and_reads_environment(monkeypatch, capsys):
-    from subnet.validator.cli import run_from_argv
+    from subnet.commands.validator_commands import run_from_argv
 
     assert run_from_argv(["--store", "s3://bucket"]) == 2
     assert "--store must be 'hf' or 'local:DIR'" in capsys.readouterr().err

@@ -25,7 +25,7 @@ RUNNER = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
     from subnet.eval.worker import ScoreJob, score_models
     from subnet.validator.daemon import run_validator
-    from subnet.validator.signals import exit_at_once_if_forced
+    from subnet.validator.daemon_signals import exit_at_once_if_forced
     from tests.test_validator_e2e import _config, _deps
     from tests.validator_fixtures import LocalSubnet
 

@@ -91,7 +91,7 @@ def test_a_commit_is_recorded_with_its_reveal_round(world):
     assert set_weights(world.deps, rid, [1], [1.0], 100) == st.ROUND_WEIGHTS_SET
     [attempt] = world.state.weight_attempts(rid)
     assert attempt.committed and attempt.reveal_round == attempt.block + 5
-    from subnet.validator.scores import weights_summary
+    from subnet.validator.score_table import weights_summary
 
     assert weights_summary(world.state)["text"] == f"committed, reveals at round {attempt.reveal_round}"
     assert world.admin.weight_history() == []  # not applied yet
@@ -103,7 +103,7 @@ def test_status_api_and_scores_cli_say_committed_with_the_reveal_round(world):
 
     from typer.testing import CliRunner
 
-    from subnet.cli import app
+    from subnet.commands.main import app
     from subnet.validator.api import StatusServer, build_app
     from subnet.validator.metrics import ValidatorMetrics
 

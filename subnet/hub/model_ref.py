@@ -123,3 +123,17 @@ class ModelRef:
         if competitions is not None and competition not in set(competitions):
             raise ModelRefError(f"unknown competition {competition!r}")
         return cls(namespace, name, commit, secure, competition)
+
+
+def display_ref(ref: str | bytes | None) -> str:
+    """A commitment as text, whatever was stored: bytes a chain returned, or a string that does not parse.
+    The one display form of a commitment in tables, pages and reports."""
+    if not ref:
+        return ""
+    if isinstance(ref, (bytes, bytearray, memoryview)):
+        ref = bytes(ref).decode("utf-8", errors="backslashreplace")
+    ref = str(ref)
+    try:
+        return ModelRef.parse(ref).short()
+    except (ModelRefError, ValueError, TypeError):
+        return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ref[:40])  # no control characters

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from subnet.cli_support import CommandError
+from subnet.commands.boundary import CommandError
 
 
 class TrainingInterrupted(CommandError):

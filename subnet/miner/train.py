@@ -3,11 +3,11 @@
 `train(config)` is the whole story, in order: set up (distributed, tokenizer, model, optimizers,
 data), optionally resume, then step: set the learning rate, accumulate gradients over
 micro-batches, clip, update, report progress (a bar on a terminal, log lines elsewhere: see
-subnet/miner/progress.py), checkpoint; finally save the model as validators load it.
+subnet/miner/train_progress.py), checkpoint; finally save the model as validators load it.
 Every hyperparameter lives in `TrainConfig` (subnet/miner/config.py). The helpers below the loop
 are small and have one job each.
 
-Multi-GPU: launch with `torchrun --standalone --nproc_per_node N -m subnet.cli miner train ...`. With
+Multi-GPU: launch with `torchrun --standalone --nproc_per_node N -m subnet miner train ...`. With
 WORLD_SIZE > 1 each process joins the process group (nccl on CUDA, gloo on CPU), replicates the
 model with DistributedDataParallel or shards it with FSDP2 (subnet/miner/sharding.py: chosen by
 memory) and reads its own shards of the data stream; rank 0 writes the trainer state and the final
@@ -57,7 +57,7 @@ from subnet.miner.data import (
 from subnet.miner.model_configs import build_model, count_parameters, reference_config
 from subnet.miner.optimizers import fused_kwargs, lr_factor, make_optimizers, split_parameters  # noqa: F401
 from subnet.miner.processes import Distributed, setup_distributed
-from subnet.miner.progress import TrainProgress, wants_bar
+from subnet.miner.train_progress import TrainProgress, wants_bar
 from subnet.miner.run_dir import (
     TrainingInterrupted,
     refuse_existing_run,
@@ -90,7 +90,7 @@ class TrainResult:
 
 def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], None] | None = None) -> TrainResult:
     """Messages go to `echo` (default: print). Passing one also keeps progress as log lines under
-    config.progress="auto"; otherwise a terminal gets a progress bar (subnet.miner.progress)."""
+    config.progress="auto"; otherwise a terminal gets a progress bar (subnet.miner.train_progress)."""
     # ------------------------------------------------------------------ set-up
     show_bar = wants_bar(config.progress, caller_echo=echo is not None)
     echo = print if echo is None else echo

@@ -24,7 +24,7 @@ from subnet.validator.degraded import read_degraded
 from subnet.validator.health import Health, HealthPolicy, assess
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.scores import evidence_table, scores_table, weights_summary
+from subnet.validator.score_table import evidence_table, scores_table, weights_summary
 from subnet.validator.state import ValidatorState
 
 

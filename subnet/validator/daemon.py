@@ -29,7 +29,7 @@ from subnet.schedule import CompetitionSchedule, default_schedule, load_schedule
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.degraded import record_standing
-from subnet.validator.signals import FORCED_STOP, install_signal_handlers
+from subnet.validator.daemon_signals import FORCED_STOP, install_signal_handlers
 from subnet.validator.metrics import ValidatorMetrics
 from subnet.validator.round import (
     RoundAborted,
@@ -102,14 +102,8 @@ def source_factory(config: ValidatorConfig) -> Callable[[Competition], object]:
 
 
 def _make_source(competition: Competition, config: ValidatorConfig):
-    try:
-        from subnet.data.sources import make_source
-    except ModuleNotFoundError as e:  # an installation without the data adapters: synthetic data only
-        if e.name != "subnet.data.sources" or competition.dataset != "synthetic":
-            raise
-        from subnet.data.synthetic import SyntheticSource
+    from subnet.data.sources import make_source
 
-        return SyntheticSource()
     extra = {"endpoint": config.data_endpoint} if config.data_endpoint else {}
     if config.hf_endpoint:  # FineWeb's parquet files live on the same Hub as the models
         extra["hub_endpoint"] = config.hf_endpoint

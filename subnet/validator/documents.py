@@ -16,11 +16,6 @@ from subnet.hub.errors import ModelRejected
 from subnet.validator.context import RoundDeps, ScoreJobSpec, Scorer
 
 
-def seed_block(block: int, window: int) -> int:
-    """Every validator derives the same seed within a window: the hash of its first block."""
-    return (block // window) * window
-
-
 class RoundDataError(RuntimeError):
     """The round could not get the documents its seed chose (or too few of them): it is not judged."""
 

@@ -12,7 +12,7 @@ from importlib import resources
 import numpy as np
 
 from subnet.eval.types import DocLosses
-from subnet.hub.model_ref import ModelRef, ModelRefError
+from subnet.hub.model_ref import display_ref
 from subnet.scoring.loss import competition_loss, document_nll, paired_log_ratio
 from subnet.validator.state import ValidatorState
 
@@ -26,15 +26,6 @@ def page_html() -> bytes:
 
 def _num(x) -> float | None:
     return float(x) if x is not None and math.isfinite(float(x)) else None
-
-
-def _short(ref: str | None) -> str:
-    if not ref:
-        return ""
-    try:
-        return ModelRef.parse(ref).short()
-    except (ModelRefError, ValueError, TypeError):
-        return str(ref)[:40]
 
 
 def loss_history(state: ValidatorState, competition: str | None = None, last_rounds: int = 200) -> dict:
@@ -64,7 +55,7 @@ def loss_history(state: ValidatorState, competition: str | None = None, last_rou
                             round(mean if high is None else high, 5)])
     refs = state.model_refs(s["model_id"] for s in series.values())
     for s in series.values():
-        s["model"] = _short(refs.get(s["model_id"]))
+        s["model"] = display_ref(refs.get(s["model_id"]))
     return {"rounds": [{"id": k, "block": v} for k, v in sorted(blocks.items())], "series": list(series.values())}
 
 

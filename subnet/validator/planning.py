@@ -13,7 +13,7 @@ from typing import Mapping
 from subnet.scoring.decide import counted_window, newest_counted
 from subnet.validator import state as st
 from subnet.validator.context import RoundDeps
-from subnet.validator.documents import seed_block
+from subnet.data.sampling import seed_block
 from subnet.validator.scheduler import Schedule, SchedulingCandidate, eligible_for_window, schedule_round
 from subnet.validator.state import ModelRecord, ValidatorState
 

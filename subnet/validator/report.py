@@ -10,11 +10,9 @@ import logging
 import math
 from typing import Callable
 
+from subnet.hub.model_ref import display_ref as short_ref  # one display form of a commitment everywhere
 from subnet.validator import state as st
 from subnet.validator.context import RoundSummary
-from subnet.validator.leaderboard import (
-    _short as short_ref,  # one display form of a commitment everywhere
-)
 from subnet.validator.state import ValidatorState
 
 log = logging.getLogger("subnet.validator.round")

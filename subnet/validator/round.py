@@ -37,15 +37,15 @@ from subnet.validator.context import (
     ScoreJobSpec,
     Scorer,
 )
+from subnet.data.sampling import seed_block
 from subnet.validator.documents import (
     document_sources,
     inprocess_scorer,
     prepare_documents,
-    seed_block,
     worker_scorer,
 )
 from subnet.validator.preparation import clean_model_cache, prepare_models
-from subnet.validator.progress import (
+from subnet.validator.round_progress import (
     done_scores,
     forget_unsaved,
     keep_score,

@@ -16,7 +16,7 @@ from subnet.chain.base import Chain, ChainError, Metagraph, WeightsResult
 from subnet.validator import state as st
 from subnet.validator.config import ValidatorConfig
 from subnet.validator.context import RoundDeps
-from subnet.validator.documents import seed_block
+from subnet.data.sampling import seed_block
 from subnet.validator.in_force import competitions_at, entry_at
 from subnet.validator.state import ValidatorState
 from subnet.validator.weighting import new_registrations, uid_weights, with_owner_share

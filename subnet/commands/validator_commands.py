@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from subnet.cli_support import CONTEXT_SETTINGS, run_command
+from subnet.commands.boundary import CONTEXT_SETTINGS, run_command
 from subnet.logs import LOG_FORMATS, LOG_LEVELS
 from subnet.validator.config import ValidatorConfig
 
@@ -120,7 +120,7 @@ def run(
     """Evaluate miners' models round after round and set weights."""
     from subnet.logs import setup_logging
     from subnet.validator.daemon import run_validator
-    from subnet.validator.signals import exit_at_once_if_forced
+    from subnet.validator.daemon_signals import exit_at_once_if_forced
 
     if chain_endpoint:
         network = chain_endpoint

@@ -18,9 +18,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from subnet.cli_support import CommandError
-from subnet.devnet_validators import register_validators, run_staggered, vtrust_report
-from subnet.scores import wide_console
+from subnet.commands.boundary import CommandError
+from subnet.commands.devnet_validators import register_validators, run_staggered, vtrust_report
+from subnet.commands.scores import wide_console
 
 NETUID = 1
 COMPETITION = "tiny"
@@ -67,7 +67,7 @@ class DevnetPlan:
     keep: bool = False
     commit_reveal: bool = False  # weights are committed, and revealed by the local chain REVEAL_PERIOD blocks later
     force: bool = False
-    validators: int = 1  # several: validator k joins k rounds after the first (subnet.devnet_validators)
+    validators: int = 1  # several: validator k joins k rounds after the first (subnet.commands.devnet_validators)
 
     @property
     def steps(self) -> list[int]:
@@ -200,7 +200,7 @@ def _run_validator(root: Path, plan: DevnetPlan, console: Console):
 
 def _report(root: Path, roles: dict[str, str], exit_code: int, console: Console) -> dict:
     from subnet.chain.local import LocalChain
-    from subnet.scores import render, rows_from_state
+    from subnet.commands.scores import render, rows_from_state
 
     state_dir = root / "validator"
     rows = rows_from_state(state_dir)

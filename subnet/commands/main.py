@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-
 import typer
 
-from subnet.cli_support import CONTEXT_SETTINGS, run_command
+from subnet.commands import (
+    competitions_list,
+    devnet,
+    miner_commands,
+    model_check,
+    scores,
+    validator_commands,
+)
+from subnet.commands.boundary import CONTEXT_SETTINGS, run_command
 
 app = typer.Typer(
     name="subnet",
@@ -33,37 +39,11 @@ def _root(
 ) -> None:
     """Validator, miner and tools for a Bittensor pretraining subnet."""
 
-# (module, attribute, name): modules that define a typer app (a group) or register commands.
-_GROUPS = [
-    ("subnet.miner.cli", "app", "miner"),
-    ("subnet.validator.cli", "app", "validator"),
-    ("subnet.model_check", "app", "model"),
-]
-_COMMAND_MODULES = ["subnet.devnet", "subnet.scores", "subnet.schedule_cli"]
-
-
-def _optional_module(name: str):
-    """Import an area's CLI module; an area not installed simply has no commands."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
-            raise
-        return None
-
-
-def _wire() -> None:
-    for module_name, attr, name in _GROUPS:
-        module = _optional_module(module_name)
-        if module is not None:
-            app.add_typer(getattr(module, attr), name=name)
-    for module_name in _COMMAND_MODULES:
-        module = _optional_module(module_name)
-        if module is not None:
-            module.register(app)
-
-
-_wire()
+app.add_typer(miner_commands.app, name="miner")
+app.add_typer(validator_commands.app, name="validator")
+app.add_typer(model_check.app, name="model")
+for _module in (devnet, scores, competitions_list):
+    _module.register(app)
 
 
 @app.command()

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import typer
 
-from subnet.cli_support import CONTEXT_SETTINGS, CommandError, fail, run_command
+from subnet.commands.boundary import CONTEXT_SETTINGS, CommandError, fail, run_command
 
 app = typer.Typer(help="Train, benchmark and publish models.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS)
@@ -294,7 +294,7 @@ def compare(
     from rich.console import Console
 
     from subnet.hub.errors import ModelRejected
-    from subnet.miner.compare import (
+    from subnet.miner.run_compare import (
         plot_compare,
         report_json,
         report_tables,

@@ -1,6 +1,6 @@
 """`subnet scores`: the validator's scores, from its state directory or its status API.
 
-Both paths produce the same rows (`subnet.validator.scores.scores_table`), so what a person reads in
+Both paths produce the same rows (`subnet.validator.score_table.scores_table`), so what a person reads in
 the terminal is what `/scores` serves.
 """
 
@@ -30,7 +30,7 @@ class ScoresUnavailable(RuntimeError):
 
 
 def rows_from_state(state_dir: Path, competition: str | None = None, deregistered: bool = False) -> list[dict]:
-    from subnet.validator.scores import scores_table
+    from subnet.validator.score_table import scores_table
 
     with open_state(state_dir) as state:
         return scores_table(state, competition, include_deregistered=deregistered)
@@ -100,8 +100,8 @@ def open_state(state_dir: Path):
 
 
 def evidence_from_state(state_dir: Path, competition: str | None = None) -> list[dict]:
-    """Each current pair's evidence accumulated across rounds (`subnet.validator.scores.evidence_table`)."""
-    from subnet.validator.scores import evidence_table
+    """Each current pair's evidence accumulated across rounds (`subnet.validator.score_table.evidence_table`)."""
+    from subnet.validator.score_table import evidence_table
 
     with open_state(state_dir) as state:
         return evidence_table(state, competition)
@@ -161,7 +161,7 @@ def rows_from_api(url: str, competition: str | None = None, deregistered: bool =
 
 def weights_from_state(state_dir: Path) -> dict | None:
     """The validator's last weights: "committed, reveals at round R" on a commit-reveal subnet."""
-    from subnet.validator.scores import weights_summary
+    from subnet.validator.score_table import weights_summary
 
     try:
         with open_state(state_dir) as state:
@@ -216,8 +216,8 @@ def _earned(row: dict) -> bool:
 
 
 def plot_history(state_dir: Path, out: Path, competition: str | None = None) -> Path:
-    """Each model's loss over rounds and its paired difference from the leader (subnet.scores_plot)."""
-    from subnet.scores_plot import NothingToPlot, collect, draw
+    """Each model's loss over rounds and its paired difference from the leader (subnet.commands.scores_plot)."""
+    from subnet.commands.scores_plot import NothingToPlot, collect, draw
 
     with open_state(state_dir) as state:
         try:

@@ -1,7 +1,7 @@
 """Shared by the miner tests: one real training run of the tiny competition, trained once per session.
 
 Not a conftest (the miner owns only tests/test_miner*.py); the run is cached at module level, so
-every test module that imports it reuses the same directory. It holds no tests of its own.
+every test module that imports it reuses the same directory. Named without `test_` because it holds no tests of its own.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import math
 from typing import Mapping
 
 from subnet.competitions import DEFAULT_COMPETITIONS, Competition
-from subnet.hub.model_ref import ModelRef, ModelRefError
+from subnet.hub.model_ref import display_ref
 from subnet.validator.state import (
     MODEL_VERIFIED,
     EarnedRecord,
@@ -80,7 +80,7 @@ def scores_table(
         rows.append({
             "uid": None if departed else (registration.uid if registration else m.uid),
             "hotkey": m.hotkey,
-            "model": _short(m.ref),
+            "model": display_ref(m.ref),
             "competition": m.competition,
             "block": m.block,
             "age_blocks": age,
@@ -116,17 +116,6 @@ def _departed(state: ValidatorState, m: ModelRecord) -> dict:
         return {"status": DEREGISTERED, "reason": "not registered when registrations were recorded"}
     last = max(stints, key=lambda r: r.last_round)
     return {"status": DEREGISTERED, "reason": f"last seen registered at block {last.last_block}, as uid {last.uid}"}
-
-
-def _short(ref: str | bytes) -> str:
-    """A commitment as text, whatever was stored: bytes a chain returned, or a string that does not parse."""
-    if isinstance(ref, (bytes, bytearray, memoryview)):
-        ref = bytes(ref).decode("utf-8", errors="backslashreplace")
-    ref = str(ref)
-    try:
-        return ModelRef.parse(ref).short()
-    except (ModelRefError, ValueError):
-        return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in ref[:40])  # no control characters
 
 
 def _advantage(age: int | None, competition: Competition | None, earned: EarnedRecord | None) -> dict:
