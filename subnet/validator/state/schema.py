@@ -17,101 +17,103 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+# The first schema, as it was: later migrations change it, and a state file made by any version
+# must replay the same steps.
+_INITIAL_SCHEMA = """
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hotkey TEXT NOT NULL,
+    uid INTEGER,
+    competition TEXT,
+    ref TEXT NOT NULL,
+    block INTEGER NOT NULL,
+    parse_error TEXT,
+    status TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    model_dir TEXT,
+    content_hash TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_round INTEGER,
+    UNIQUE (hotkey, ref, block)
+);
+CREATE TABLE rounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    block INTEGER NOT NULL,
+    seed TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE round_data (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    competition TEXT NOT NULL,
+    seed TEXT,
+    page_ids TEXT,
+    failed_pages TEXT,
+    digest TEXT,
+    n_docs INTEGER,
+    PRIMARY KEY (round_id, competition)
+);
+CREATE TABLE results (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    competition TEXT NOT NULL,
+    hotkey TEXT NOT NULL,
+    uid INTEGER,
+    model_id INTEGER REFERENCES models(id),
+    mean_loss REAL,
+    ci_low REAL,
+    ci_high REAL,
+    n_docs INTEGER,
+    tokens_per_s REAL,
+    seconds REAL,
+    error TEXT,
+    win_rate REAL,
+    wins INTEGER,
+    copy_of TEXT,
+    losses BLOB,
+    PRIMARY KEY (round_id, competition, hotkey)
+);
+CREATE TABLE verdicts (
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    competition TEXT NOT NULL,
+    earlier TEXT NOT NULL,
+    later TEXT NOT NULL,
+    eps REAL,
+    diff REAL,
+    ci_low REAL,
+    ci_high REAL,
+    later_wins INTEGER NOT NULL,
+    PRIMARY KEY (round_id, competition, earlier, later)
+);
+CREATE TABLE ema (
+    competition TEXT NOT NULL,
+    hotkey TEXT NOT NULL,
+    weight REAL NOT NULL,
+    round_id INTEGER,
+    PRIMARY KEY (competition, hotkey)
+);
+CREATE TABLE weight_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    round_id INTEGER NOT NULL REFERENCES rounds(id),
+    block INTEGER,
+    uids TEXT NOT NULL,
+    weights TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT,
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX results_hotkey ON results (competition, hotkey);
+CREATE INDEX attempts_round ON weight_attempts (round_id);
+"""
+
+
 def _m1_initial(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        CREATE TABLE models (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            hotkey TEXT NOT NULL,
-            uid INTEGER,
-            competition TEXT,
-            ref TEXT NOT NULL,
-            block INTEGER NOT NULL,
-            parse_error TEXT,
-            status TEXT NOT NULL,
-            reason TEXT,
-            detail TEXT,
-            model_dir TEXT,
-            content_hash TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            first_seen REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            last_round INTEGER,
-            UNIQUE (hotkey, ref, block)
-        );
-        CREATE TABLE rounds (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            block INTEGER NOT NULL,
-            seed TEXT,
-            status TEXT NOT NULL,
-            error TEXT,
-            started_at REAL NOT NULL,
-            finished_at REAL
-        );
-        CREATE TABLE round_data (
-            round_id INTEGER NOT NULL REFERENCES rounds(id),
-            competition TEXT NOT NULL,
-            seed TEXT,
-            page_ids TEXT,
-            failed_pages TEXT,
-            digest TEXT,
-            n_docs INTEGER,
-            PRIMARY KEY (round_id, competition)
-        );
-        CREATE TABLE results (
-            round_id INTEGER NOT NULL REFERENCES rounds(id),
-            competition TEXT NOT NULL,
-            hotkey TEXT NOT NULL,
-            uid INTEGER,
-            model_id INTEGER REFERENCES models(id),
-            mean_loss REAL,
-            ci_low REAL,
-            ci_high REAL,
-            n_docs INTEGER,
-            tokens_per_s REAL,
-            seconds REAL,
-            error TEXT,
-            win_rate REAL,
-            wins INTEGER,
-            copy_of TEXT,
-            losses BLOB,
-            PRIMARY KEY (round_id, competition, hotkey)
-        );
-        CREATE TABLE verdicts (
-            round_id INTEGER NOT NULL REFERENCES rounds(id),
-            competition TEXT NOT NULL,
-            earlier TEXT NOT NULL,
-            later TEXT NOT NULL,
-            eps REAL,
-            diff REAL,
-            ci_low REAL,
-            ci_high REAL,
-            later_wins INTEGER NOT NULL,
-            PRIMARY KEY (round_id, competition, earlier, later)
-        );
-        CREATE TABLE ema (
-            competition TEXT NOT NULL,
-            hotkey TEXT NOT NULL,
-            weight REAL NOT NULL,
-            round_id INTEGER,
-            PRIMARY KEY (competition, hotkey)
-        );
-        CREATE TABLE weight_attempts (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            round_id INTEGER NOT NULL REFERENCES rounds(id),
-            block INTEGER,
-            uids TEXT NOT NULL,
-            weights TEXT NOT NULL,
-            status TEXT NOT NULL,
-            message TEXT,
-            created_at REAL NOT NULL,
-            finished_at REAL
-        );
-        CREATE INDEX results_hotkey ON results (competition, hotkey);
-        CREATE INDEX attempts_round ON weight_attempts (round_id);
-        """
-    )
+    _run_script(db, _INITIAL_SCHEMA)
 
 
 def _m2_meta(db: sqlite3.Connection) -> None:
