@@ -38,7 +38,7 @@ fi
 
 log "updating ${old:0:12} -> ${new:0:12}"
 git merge --quiet --ff-only "$new"
-if ! { make install >/dev/null && .venv/bin/python -m subnet.commands.main --version; }; then
+if ! { make install >/dev/null && .venv/bin/python -m subnet --version; }; then
     log "install or self-check failed: rolling back to ${old:0:12}"
     git reset --quiet --hard "$old"
     make install >/dev/null || true
