@@ -70,37 +70,18 @@ def set_weights(
     if not due:
         log.info("round %d: weights not due (%s)", round_id, why)
         return st.ROUND_DONE
-    for attempt in range(max(1, cfg.weights_retries)):
-        if state.weights_sent(round_id):
-            return st.ROUND_WEIGHTS_SET
-        attempt_id = state.record_weights_intent(round_id, block, uids, weights)
-        try:
-            from subnet import VERSION_KEY
+    return _send_with_retries(deps, round_id, uids, weights, block)
 
-            result = chain.set_weights(list(uids), list(weights), VERSION_KEY)
-        except ChainError as e:
-            result = WeightsResult(False, str(e), e.code, retry_after_s=e.retry_after_s)
-        except Exception as e:  # noqa: BLE001 - never leave an intent dangling
-            state.record_weights_outcome(attempt_id, False, f"{type(e).__name__}: {e}", code="error")
-            deps.metrics.weight_attempts.labels(result="error").inc()
-            raise
+
+def _send_with_retries(deps: RoundDeps, round_id: int, uids: Sequence[int], weights: Sequence[float],
+                       block: int) -> str:
+    """The calls themselves: intent stored before each, outcome after; retried only where it is safe."""
+    for attempt in range(max(1, deps.config.weights_retries)):
+        if deps.state.weights_sent(round_id):
+            return st.ROUND_WEIGHTS_SET
+        result, unknown = _attempt(deps, round_id, uids, weights, block)
         code = result.code
-        unknown = not result.success and code in UNKNOWN_OUTCOME_CODES
-        state.record_weights_outcome(attempt_id, result.success, result.message or code, result.block, code=code,
-                                     reveal_round=result.reveal_round, unknown=unknown)
-        outcome = "success" if result.success else "unknown" if unknown else "failed"
-        deps.metrics.weight_attempts.labels(result=outcome).inc()
-        if code in CHAIN_FAILURE_CODES:
-            deps.metrics.chain_errors.inc()
         if result.success:
-            deps.metrics.last_weights_set.set_to_current_time()
-            log.info("round %d: weights %s at block %s on %d uid(s): %s", round_id,
-                     "set" if result.reveal_round is None else f"committed (reveal at round {result.reveal_round})",
-                     result.block, len(uids),
-                     ", ".join(f"{u}={w:.4f}" for u, w in zip(uids, weights) if w > 0) or "none",
-                     extra={"event": "weights", "round": round_id, "block": result.block,
-                            "reveal_round": result.reveal_round,
-                            "weights": {int(u): float(w) for u, w in zip(uids, weights)}})
             return st.ROUND_WEIGHTS_SET
         if code == "no_permit":
             log.error("round %d: the chain refused weights: this validator's hotkey has no validator permit "
@@ -114,6 +95,40 @@ def set_weights(
             break
         deps.stop.wait(min(2.0**attempt, 10.0))
     return st.ROUND_DONE
+
+
+def _attempt(deps: RoundDeps, round_id: int, uids: Sequence[int], weights: Sequence[float],
+             block: int) -> tuple[WeightsResult, bool]:
+    """One call to the chain, recorded before and after. Returns (result, outcome unknown)."""
+    state = deps.state
+    attempt_id = state.record_weights_intent(round_id, block, uids, weights)
+    try:
+        from subnet import VERSION_KEY
+
+        result = deps.chain.set_weights(list(uids), list(weights), VERSION_KEY)
+    except ChainError as e:
+        result = WeightsResult(False, str(e), e.code, retry_after_s=e.retry_after_s)
+    except Exception as e:  # noqa: BLE001 - never leave an intent dangling
+        state.record_weights_outcome(attempt_id, False, f"{type(e).__name__}: {e}", code="error")
+        deps.metrics.weight_attempts.labels(result="error").inc()
+        raise
+    code = result.code
+    unknown = not result.success and code in UNKNOWN_OUTCOME_CODES
+    state.record_weights_outcome(attempt_id, result.success, result.message or code, result.block, code=code,
+                                 reveal_round=result.reveal_round, unknown=unknown)
+    deps.metrics.weight_attempts.labels(result="success" if result.success else "unknown" if unknown else "failed").inc()
+    if code in CHAIN_FAILURE_CODES:
+        deps.metrics.chain_errors.inc()
+    if result.success:
+        deps.metrics.last_weights_set.set_to_current_time()
+        log.info("round %d: weights %s at block %s on %d uid(s): %s", round_id,
+                 "set" if result.reveal_round is None else f"committed (reveal at round {result.reveal_round})",
+                 result.block, len(uids),
+                 ", ".join(f"{u}={w:.4f}" for u, w in zip(uids, weights) if w > 0) or "none",
+                 extra={"event": "weights", "round": round_id, "block": result.block,
+                        "reveal_round": result.reveal_round,
+                        "weights": {int(u): float(w) for u, w in zip(uids, weights)}})
+    return result, unknown
 
 
 def finish_weights(deps: RoundDeps, round_id: int, metagraph: Metagraph, block: int, window: int | None = None) -> str:
