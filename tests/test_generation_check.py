@@ -135,3 +135,20 @@ def test_competitions_file_enables_and_tunes_the_check(tmp_path):
         path.write_text(json.dumps([{**base, "generation_check": bad}]))
         with pytest.raises(CompetitionError, match=field.replace(".", r"\.")):
             load_competitions(path)
+
+
+def test_model_check_runs_the_check_when_the_competition_enables_it(tmp_path):
+    from subnet.model_check import check_directory
+
+    model = tiny_model("llama", vocab=1600)  # room for the builtin:tiny tokenizer's ids
+    model.save_pretrained(tmp_path / "normal")
+    with torch.no_grad():
+        embed = model.get_input_embeddings().weight
+        embed.copy_(embed[3].expand_as(embed))
+    model.save_pretrained(tmp_path / "stuck")
+    stuck = check_directory(tmp_path / "stuck", CHECKED_TINY, 16, "cpu")
+    assert stuck["accepted"] is False and stuck["reason"] == "generation:repeats"
+    assert stuck["detail"].startswith("generation: every output repeats one token")
+    assert check_directory(tmp_path / "stuck", get_competition("tiny"), 16, "cpu")["accepted"] is True  # off
+    normal = check_directory(tmp_path / "normal", CHECKED_TINY, 16, "cpu")
+    assert normal["accepted"] is True and normal["documents"] == 16

@@ -1,10 +1,12 @@
 """Generation check: fail a model that reaches a low loss but cannot generate text.
 
 The loss only asks a model to predict each token with the whole document before it; it never
-asks the model to continue its own output. A model can therefore score well and still be useless
-as a generator, e.g. one whose attention sees the tokens it is asked to predict (a Llama config
-with `"is_causal": false` does that, and loads): its loss is near zero, and with no future to
-copy it emits one token over and over (tests/test_generation_check.py builds one).
+asks the model to continue its own output. Subnet 9 guards against models that score but cannot
+generate with this cheap check; here it is opt-in per competition (`generation_check`).
+
+Its blind spot, measured by scripts/generation_gamed.py: a Llama config with `"is_causal": false`
+lets attention see the token being predicted (a loss near zero), yet with no future to copy such a
+model still emits varied tokens and passes. Only a causality probe catches that model.
 
 The check, run in the scoring worker after loading and before scoring, continues a few prompts
 greedily and fails the model when every output repeats one token more than `max_repeats` times,
@@ -13,8 +15,12 @@ or when two outputs agree at more than `max_shared` positions (the output ignore
 Every validator reaches the same verdict: the prompts are a pure function of the round's
 documents (the first `prompts` documents, in the round's order, longer than `prompt_tokens`,
 each cut to `prompt_tokens`), decoding is greedy with no sampling (argmax, the lowest id on
-ties), and each prompt runs alone, so batch shapes never depend on anything else. The cost is
-bounded: `prompts * new_tokens` forward passes of at most `prompt_tokens + new_tokens` tokens.
+ties), and each prompt runs alone, so batch shapes never depend on anything else. Validators
+with other hardware or precision round logits differently and may pick another token at a
+near-tie (a random tiny Llama's outputs agree at 7 and 2 of 20 positions in float32 vs bfloat16),
+so only a model near a threshold can get different verdicts; a degenerate one fails by a wide
+margin everywhere. The cost is bounded: `prompts * new_tokens` forward passes of at most
+`prompt_tokens + new_tokens` tokens (about 4,400 tokens by default, against millions scored).
 """
 
 from __future__ import annotations
