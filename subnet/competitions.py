@@ -74,6 +74,21 @@ class SamplingBudget:
 
 
 @dataclass(frozen=True)
+class GenerationCheck:
+    """Greedy generation from fixed prompts of the round: fails a model that reaches a low loss but
+    cannot generate (subnet/eval/generation.py). It fails when every output repeats one token more
+    than `max_repeats` times, or when two outputs agree at more than `max_shared` positions (the
+    model ignores its prompt)."""
+
+    enabled: bool = False
+    prompts: int = 2  # the first documents of the round longer than prompt_tokens
+    prompt_tokens: int = 100
+    new_tokens: int = 20
+    max_repeats: int = 10
+    max_shared: int = 9
+
+
+@dataclass(frozen=True)
 class Competition:
     id: str
     tokenizer: str  # Hugging Face repo id, or "builtin:tiny" for the tokenizer shipped in the package
@@ -96,6 +111,7 @@ class Competition:
     # A toy for the devnet and tests: it does not exist on any real chain (no validator scores it there,
     # a commitment naming it is malformed), so nobody takes mainnet emissions with a toy model.
     devnet_only: bool = False
+    generation_check: GenerationCheck = field(default_factory=GenerationCheck)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -162,11 +178,34 @@ def _validate(c: Competition) -> None:
         fail("devnet_only", f"must be true or false, got {c.devnet_only!r}")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
+    _validate_generation(c, fail)
     s = c.sampling
     if s.pages <= 0 or not (0 < s.page_size <= 100) or s.max_documents <= 0:
         fail("sampling", f"needs pages > 0, 0 < page_size <= 100, max_documents > 0; got {s}")
     if s.min_documents is not None and not (0 < s.min_documents <= s.max_documents):
         fail("sampling.min_documents", f"must be in 1..max_documents ({s.max_documents}), got {s.min_documents}")
+
+
+def _validate_generation(c: Competition, fail) -> None:
+    g = c.generation_check
+    if not isinstance(g, GenerationCheck):
+        fail("generation_check", f"must be a table of the check's settings, got {g!r}")
+    if not isinstance(g.enabled, bool):
+        fail("generation_check.enabled", f"must be true or false, got {g.enabled!r}")
+    for name in ("prompts", "prompt_tokens", "new_tokens", "max_repeats", "max_shared"):
+        value = getattr(g, name)
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            fail(f"generation_check.{name}", f"must be an integer, got {value!r}")
+    if not (1 <= g.prompts <= 16):
+        fail("generation_check.prompts", f"must be in [1, 16], got {g.prompts}")
+    if not (1 <= g.new_tokens <= 256):
+        fail("generation_check.new_tokens", f"must be in [1, 256], got {g.new_tokens}")
+    if not (1 <= g.prompt_tokens <= c.max_seq_len - g.new_tokens):
+        fail("generation_check.prompt_tokens", f"must be in [1, max_seq_len - new_tokens], got {g.prompt_tokens}")
+    if not (1 <= g.max_repeats < g.new_tokens):
+        fail("generation_check.max_repeats", f"must be in [1, new_tokens), got {g.max_repeats}")
+    if not (0 <= g.max_shared < g.new_tokens):
+        fail("generation_check.max_shared", f"must be in [0, new_tokens), got {g.max_shared}")
 
 
 _KIND_NAMES = {str: "a string", Integral: "an integer", Real: "a number"}
@@ -209,6 +248,8 @@ DEFAULT_COMPETITIONS: dict[str, Competition] = {
             max_bytes=15 * 1024**3,
             architectures=LLAMA_FAMILY,
             reward_share=1.0,
+            # generation_check stays off: the one low-loss gamed model found passes it
+            # (scripts/generation_gamed.py), so it would only add a way to fail honest models.
         ),
         Competition(
             id="tiny",
@@ -244,6 +285,10 @@ def competition_from_dict(data: Mapping[str, Any]) -> Competition:
             kwargs["advantage"] = AdvantageSchedule(**kwargs["advantage"])
         if "sampling" in kwargs:
             kwargs["sampling"] = SamplingBudget(**kwargs["sampling"])
+        if isinstance(kwargs.get("generation_check"), bool):  # `generation_check = true`: the defaults
+            kwargs["generation_check"] = GenerationCheck(enabled=kwargs["generation_check"])
+        elif isinstance(kwargs.get("generation_check"), Mapping):
+            kwargs["generation_check"] = GenerationCheck(**kwargs["generation_check"])
         if "sources" in kwargs:
             if not isinstance(kwargs["sources"], list) or not all(isinstance(x, dict) for x in kwargs["sources"]):
                 raise CompetitionError(f"competition {cid!r}: field 'sources' must be a list of tables")

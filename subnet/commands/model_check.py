@@ -71,7 +71,8 @@ def check_directory(path: Path, comp, documents: int, device: str) -> dict:
             model = load_model(path, comp, device=device)
             result.update(_score_sample(model, comp, documents, device))
             if result["no_score"]:
-                result.update(accepted=False, reason=result["no_score"], detail=result["no_score"])
+                result.update(accepted=False, reason=result["no_score"],
+                              detail=result.pop("no_score_detail", result["no_score"]))
     except Exception as e:  # noqa: BLE001 - the validator's containment boundary: a verdict, not a traceback
         failure = classify(e)
         result.update(accepted=False, reason=failure.reason, detail=failure.detail, transient=failure.transient)
@@ -102,6 +103,12 @@ def _score_sample(model, comp, n_documents: int, device: str) -> dict:
     from subnet.progress import WorkProgress
     from subnet.scoring.wins import Candidate, failure_reason
 
+    if comp.generation_check.enabled:  # the validator's generation check, on this sample's prompts
+        from subnet.eval.generation import check_generation
+
+        verdict = check_generation(model, docs, comp.generation_check, device)
+        if verdict.failure:
+            return {"no_score": verdict.error, "no_score_detail": verdict.detail, "documents": len(docs)}
     with WorkProgress("scoring", len(docs), "docs") as progress:
         losses = compute_losses(model, docs, device=device, on_documents=progress.advance)
     per_token = losses.per_token()

@@ -17,6 +17,8 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
   'timeout'       still running at the wall-clock limit; killed
   'crashed'       died by another signal (e.g. SIGSEGV) or exited nonzero without a result
   'unsupported'   the engine cannot compute this model's losses exactly
+  'generation:X'  the competition's generation check failed the model (X: repeats | ignores_prompt,
+                  see eval/generation.py); not scored
   'error'         any other exception; `detail` names it
   'worker_error'  the worker could not read the round's documents (our fault, see validator/faults.py)
 
@@ -347,6 +349,9 @@ def _score_in_worker(request: dict) -> dict:
         except Exception as exc:  # noqa: BLE001 - our documents file, not the model: no verdict on the miner
             return failed("worker_error", exc)
         model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
+        generation = _generation_failure(model, docs, request["competition"], device)
+        if generation is not None:
+            return generation
         started = time.monotonic()
         losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
         if device.type == "cuda":
@@ -366,6 +371,19 @@ def _score_in_worker(request: dict) -> dict:
         return failed("unsupported", exc)
     except Exception as exc:  # noqa: BLE001 - a miner's model may fail in any way; it costs that model only
         return failed("error", exc)
+
+
+def _generation_failure(model, docs, competition: Competition, device) -> dict | None:
+    """The worker's result for a model the competition's generation check fails; None when it passes
+    or the check is off. Run before scoring: it costs a few forward passes, scoring thousands."""
+    if not competition.generation_check.enabled:
+        return None
+    from subnet.eval.generation import check_generation
+
+    verdict = check_generation(model, docs, competition.generation_check, device)
+    if not verdict.failure:
+        return None
+    return {"error": verdict.error, "detail": verdict.detail[:DETAIL_LIMIT], "losses": None}
 
 
 def _resolve(path: str):
