@@ -138,7 +138,7 @@ def test_competitions_file_enables_and_tunes_the_check(tmp_path):
 
 
 def test_model_check_runs_the_check_when_the_competition_enables_it(tmp_path):
-    from subnet.model_check import check_directory
+    from subnet.commands.model_check import check_directory
 
     model = tiny_model("llama", vocab=1600)  # room for the builtin:tiny tokenizer's ids
     model.save_pretrained(tmp_path / "normal")

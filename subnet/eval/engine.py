@@ -33,6 +33,7 @@ import torch
 
 from subnet.data.types import TokenizedDocuments
 from subnet.eval.batching import pad_right, plan_batches
+from subnet.eval.causality import verify_causal
 from subnet.eval.head import OutputHead, UnsupportedModel, verify_head
 from subnet.eval.packing import PackedBatch, block_for, flatten_for_varlen, pack_rows, plan_packed
 from subnet.eval.token_loss import chunked_token_nll, default_chunk_tokens, fused_token_nll_fn
@@ -148,6 +149,7 @@ def compute_losses(
     nll = np.zeros(len(docs), dtype=np.float64)
     with torch.inference_mode():
         verify_head(model, head, docs, device)
+        verify_causal(head, docs, device)
         if layout == "packed" and not _packing_is_exact(scorer, docs):
             log.warning("%s ignores packed position ids; scoring padded rows instead", type(model).__name__)
             layout = "padded"

@@ -99,6 +99,16 @@ def _check_implementations(raw: dict[str, Any]) -> None:
             raise ModelRejected(reason, f"config sets {where}={value!r}; only eager or sdpa are allowed")
 
 
+def _check_causal(raw: dict[str, Any]) -> None:
+    """A config may ask transformers for bidirectional attention: the model would see the token it predicts
+    (subnet.eval.causality probes for every other way)."""
+    if "is_causal" in raw and raw["is_causal"] is not True:
+        raise ModelRejected("bad_config", f"config sets is_causal={raw['is_causal']!r}; a causal LM must be causal")
+    for key, value in raw.items():
+        if "bidirectional" in str(key) and value:
+            raise ModelRejected("bad_config", f"config sets {key}={value!r}; a causal LM must not attend ahead")
+
+
 def _check_files(model_dir: Path) -> None:
     if not model_dir.is_dir():  # our cache lost it (or a wrong path): not the miner's fault
         raise FileNotFoundError(errno.ENOENT, "model directory is missing", str(model_dir))
@@ -251,6 +261,7 @@ def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
     if "auto_map" in raw:
         raise ModelRejected("remote_code", "config.json has auto_map: custom code is never run")
     _check_implementations(raw)
+    _check_causal(raw)
     cls = _model_class(raw, competition)
     config = _load_config(model_dir, cls)
     hidden = _int_attr(config, "hidden_size")
