@@ -18,11 +18,22 @@ from subnet.validator.score_table import current_uids
 from subnet.validator.state import ValidatorState
 
 PAGE_RESOURCE = "leaderboard.html"
+SCRIPT_RESOURCES = ("leaderboard_charts.js", "leaderboard.js")
+SCRIPT_SLOT = b"<script>/* leaderboard_charts.js and leaderboard.js, inlined by page_html() */</script>"
 
 
 def page_html() -> bytes:
-    """The self-contained page (inline CSS and JS, no CDN), shipped as package data."""
-    return resources.files("subnet").joinpath("assets", PAGE_RESOURCE).read_bytes()
+    """The self-contained page (inline CSS and JS, no CDN), shipped as package data.
+
+    The scripts are kept in their own files (each small enough to read) and inlined here, so the
+    page still loads nothing but its own JSON endpoints.
+    """
+    assets = resources.files("subnet").joinpath("assets")
+    page = assets.joinpath(PAGE_RESOURCE).read_bytes()
+    script = b'"use strict";\n' + b"\n".join(assets.joinpath(name).read_bytes() for name in SCRIPT_RESOURCES)
+    if SCRIPT_SLOT not in page:
+        raise RuntimeError(f"{PAGE_RESOURCE} lost its script slot")
+    return page.replace(SCRIPT_SLOT, b"<script>\n" + script + b"</script>")
 
 
 def _num(x) -> float | None:
