@@ -57,7 +57,7 @@ function renderHistory(history, holder) {
   const X = b => L + (b - x0) / (x1 - x0) * (w - L - R);
   const Y = v => T + (1 - (v - y0) / (y1 - y0)) * (h - T - B);
   ctx.strokeStyle = "#e5e7eb"; ctx.fillStyle = "#6b7280"; ctx.lineWidth = 1;
-  const [yticks, ystep] = niceTicks(y0, y1, 5);
+  const [yticks, ystep] = niceTicks(y0, y1, 7);
   for (const v of yticks) {
     const y = Y(v);
     ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(w - R, y); ctx.stroke();
@@ -130,7 +130,7 @@ function legendItem(s, c, holder) {
 function renderPairs(pairs, rows, history) {
   const canvas = document.getElementById("pairs");
   const diffs = (pairs.differences || []).filter(d => d.diff !== null);
-  const ROW = 28, T = 8, B = 46;
+  const ROW = 28, top = diffs.length > 8, T = top ? 24 : 8, B = 46;  // a long chart repeats its ticks on top
   const [ctx, w, h] = setupCanvas(canvas, Math.max(90, Math.min(T + B + ROW * diffs.length, 4000)));
   const byHotkey = new Map(rows.map(r => [r.hotkey, r]));
   const copies = new Map(history.series.filter(s => s.copy_of).map(s => [s.hotkey, s]));
@@ -144,20 +144,22 @@ function renderPairs(pairs, rows, history) {
   const L = 300, R = 170;
   const X = v => L + (v - lo) / (hi - lo) * (w - L - R);
   const [ticks, step] = niceTicks(lo, hi, Math.max(2, Math.floor((w - L - R) / 90)));
+  ctx.fillStyle = "#f8fafc";  // zebra rows first: the grid and the zero line stay on top
+  diffs.forEach((d, i) => { if (i % 2) ctx.fillRect(0, T + ROW * i, w, ROW); });
   ctx.strokeStyle = "#e5e7eb"; ctx.fillStyle = "#6b7280";
   for (const v of ticks) {
     ctx.beginPath(); ctx.moveTo(X(v), T); ctx.lineTo(X(v), h - B); ctx.stroke();
     text(ctx, (v > 0 ? "+" : "") + v.toFixed(decimals(step)), X(v), h - B + 15, "center");
+    if (top) text(ctx, (v > 0 ? "+" : "") + v.toFixed(decimals(step)), X(v), T - 8, "center");
   }
   ctx.strokeStyle = "#374151"; ctx.beginPath(); ctx.moveTo(X(0), T); ctx.lineTo(X(0), h - B); ctx.stroke();
   ctx.fillStyle = "#1d2330";
   text(ctx, "L(model) − L(leader), nats per token  (left of 0: better than the leader)", L + (w - L - R) / 2, h - 8, "center");
-  diffs.forEach((d, i) => pairRow(ctx, d, T + ROW * (i + 0.5), byHotkey.get(d.hotkey), copies.get(d.hotkey), X, L, w, i));
+  diffs.forEach((d, i) => pairRow(ctx, d, T + ROW * (i + 0.5), byHotkey.get(d.hotkey), copies.get(d.hotkey), X, w));
   publish(canvas, ctx);
 }
 
-function pairRow(ctx, d, y, r, copy, X, L, w, i) {
-  if (i % 2) { ctx.fillStyle = "#f8fafc"; ctx.fillRect(0, y - 14, w, 28); }
+function pairRow(ctx, d, y, r, copy, X, w) {
   const better = d.ci_high !== null && d.ci_high < 0, worse = d.ci_low !== null && d.ci_low > 0;
   ctx.fillStyle = "#1d2330";
   const name = uidText(r && r.uid) + " " + short((r && r.model) || d.hotkey, 30) + (copy ? " · " + copyText(copy) : "");
