@@ -53,6 +53,8 @@ function renderHistory(history, holder) {
   }
   [y0, y1] = niceRange(y0, y1);
   if (x1 === x0) { x0 -= 1; x1 += 1; }
+  const xpad = (x1 - x0) * 0.02;  // the first and last rounds clear of the axes (and the copy's nudge)
+  x0 -= xpad; x1 += xpad;
   const L = 70, R = 16, T = 10, B = 44;
   const X = b => L + (b - x0) / (x1 - x0) * (w - L - R);
   const Y = v => T + (1 - (v - y0) / (y1 - y0)) * (h - T - B);
@@ -73,7 +75,9 @@ function renderHistory(history, holder) {
   text(ctx, "block of the round", L + (w - L - R) / 2, h - 6, "center");
   vtext(ctx, "loss per token (nats)", 14, T + (h - T - B) / 2);
   // Highlight the best few by their newest loss; the rest are drawn thin and grey.
-  const ranked = series.slice().sort((a, b) => a.points[a.points.length - 1][2] - b.points[b.points.length - 1][2]);
+  // On equal losses a copy ranks after the model it copied (the original keeps the first colour).
+  const ranked = series.slice().sort((a, b) => a.points[a.points.length - 1][2] - b.points[b.points.length - 1][2]
+    || Boolean(a.copy_of) - Boolean(b.copy_of));
   const colour = new Map();
   ranked.slice(0, PALETTE.length).forEach((s, i) => colour.set(s.id, PALETTE[i]));
   const isHolder = s => holder && s.hotkey === holder.hotkey && !s.copy_of && s.model === holder.model;
