@@ -256,3 +256,16 @@ def test_build_app_stays_short():
 
     for name, fn in [("build_app", api.build_app)] + inspect.getmembers(api._Routes, inspect.isfunction):
         assert len(inspect.getsource(fn).splitlines()) < 60, name
+
+
+def test_identity_of_a_running_validator_names_its_config_and_build():
+    from subnet import __version__
+    from subnet.validator.config import ValidatorConfig
+    from subnet.validator.operator_status import IDENTITY_KEYS, identity_of
+
+    config = ValidatorConfig(netuid=7, network="test", round_interval_s=300.0, weights_interval_blocks=50)
+    identity = identity_of(config, "5Fhotkey", 12)
+    assert set(identity) == set(IDENTITY_KEYS)
+    assert (identity["hotkey"], identity["uid"], identity["netuid"], identity["network"]) == ("5Fhotkey", 12, 7, "test")
+    assert (identity["round_interval_s"], identity["weights_interval_blocks"]) == (300.0, 50)
+    assert identity["version"] == __version__ and identity["commit"]

@@ -5,6 +5,9 @@ It never waits on a write lock, the daemon's or another process's: it reads thro
 read-only connections (`ValidatorState.reader()`; WAL lets readers run beside a writer) and never
 takes the daemon's connection. `/healthz` reads a few rows of the rounds table on the event loop;
 the heavier pages read in worker threads.
+
+Every JSON body is strict JSON (`strict_dumps`): a non-finite number (an unlimited age, a loss that
+could not be computed) is null, never the `Infinity` or `NaN` that browsers, jq and Go refuse.
 """
 
 from __future__ import annotations
