@@ -107,7 +107,7 @@ function renderOperator(st) {
   if (!st) return;
   const id = st.identity || {}, served = st.served_by || {};
   const servedNote = (mine, theirs) => (mine && theirs && mine !== theirs) ? mine + " (served by " + theirs + ")" : (mine || theirs);
-  setText("op-hotkey", id.hotkey || "not recorded (validator not started with this version)", id.hotkey || "");
+  setText("op-hotkey", id.hotkey || "not recorded (the validator records it when it starts)", id.hotkey || "");
   setText("op-uid", id.uid);
   setText("op-netuid", id.netuid === null || id.netuid === undefined ? null : id.netuid + (id.network ? " (" + id.network + ")" : ""));
   setText("op-version", servedNote(id.version, served.version));
