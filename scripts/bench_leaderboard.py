@@ -97,7 +97,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{server.start()}"
         try:
             print(f"page: {len(page_html()) / 1024:.1f} KiB (self-contained)")
-            for path in ("/scores", "/history?competition=tiny", "/pairs?competition=tiny", "/rounds?limit=20"):
+            for path in ("/scores", "/status", "/history?competition=tiny", "/pairs?competition=tiny", "/rounds?limit=20"):
                 fetch(base + path)  # warm
                 size, seconds = min(fetch(base + path) for _ in range(3))
                 print(f"{path:32s} {size / 1024:9.1f} KiB  {seconds * 1000:8.1f} ms")

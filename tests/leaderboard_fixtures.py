@@ -14,7 +14,9 @@ import numpy as np
 from subnet.eval.types import DocLosses
 from subnet.hub.model_ref import ModelRef
 from subnet.validator import state as st
+from subnet.validator.operator_status import record_identity
 from subnet.validator.state import ResultRow, ValidatorState
+from subnet.validator.state.evidence import EvidenceRecord
 
 HOSTILE_COMMITMENT = '<img src=x onerror="document.body.id=\'pwned\'"><script>document.title="pwned"</script>'
 HOSTILE_REASON = '<b id="bold-reason">bold</b><script>document.title="pwned"</script>'
@@ -67,9 +69,26 @@ def populate(state: ValidatorState, n_models: int, n_rounds: int, n_docs: int = 
                                      1000.0, win_rate=1.0 if i == 0 else 0.0, copy_of=copy_of,
                                      losses=dl.to_bytes() if keep else None))
         weights = {"tiny": {records[0].hotkey: 1.0}}
-        state.complete_scoring(rid, results, [], weights, [rec.id for rec in records])
+        last = r == n_rounds - 1
+        state.complete_scoring(rid, results, [], weights, [rec.id for rec in records],
+                               evidence=_evidence(records) if last else (), decided=["tiny"] if last else ())
+        if r % 2 == 1:  # weights every other round, as a weights interval of 2 rounds would
+            attempt = state.record_weights_intent(rid, 1000 + 150 * r, [1], [1.0])
+            state.record_weights_outcome(attempt, True, "ok", 1000 + 150 * r + 2)
         state.finish_round(rid, st.ROUND_DONE)
+    record_identity(state, IDENTITY)
     return {"records": records, "junk": junk, "bad": bad}
+
+
+IDENTITY = {"hotkey": "5FvalidatorHotkeyOfTheFixture0000000000000000000", "uid": 7, "netuid": 2, "network": "local",
+            "version": "9.9.9", "commit": "0123abcd", "round_interval_s": 600.0, "weights_interval_blocks": 300}
+
+
+def _evidence(records) -> list[EvidenceRecord]:
+    """Pooled evidence of the holder against each later model: each row names two hotkeys' models."""
+    first = records[0]
+    return [EvidenceRecord("tiny", first.id, rec.id, first.hotkey, rec.hotkey, 0.02 * i, 1.0, 4, 0.003,
+                           0.01 * i, 0.03 * i, False, None) for i, rec in enumerate(records[1:], start=1)]
 
 
 def find_chromium() -> str | None:
@@ -79,10 +98,10 @@ def find_chromium() -> str | None:
     return None
 
 
-def chromium_args(chromium: str, profile: Path) -> list[str]:
+def chromium_args(chromium: str, profile: Path, window: str = "1400,1600") -> list[str]:
     return [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-            "--no-first-run", "--disable-extensions", "--disable-background-networking",
-            f"--user-data-dir={profile}", "--window-size=1400,1600", "--virtual-time-budget=15000"]
+            "--no-first-run", "--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
+            f"--user-data-dir={profile}", f"--window-size={window}", "--virtual-time-budget=15000"]
 
 
 def render_dom(chromium: str, url: str, profile: Path, timeout_s: float = 90.0) -> str:
@@ -92,7 +111,8 @@ def render_dom(chromium: str, url: str, profile: Path, timeout_s: float = 90.0) 
     return out.stdout
 
 
-def screenshot(chromium: str, url: str, profile: Path, png: Path, timeout_s: float = 90.0) -> Path:
-    subprocess.run(chromium_args(chromium, profile) + [f"--screenshot={png}", url], capture_output=True,
+def screenshot(chromium: str, url: str, profile: Path, png: Path, timeout_s: float = 90.0,
+               window: str = "1400,1600") -> Path:
+    subprocess.run(chromium_args(chromium, profile, window) + [f"--screenshot={png}", url], capture_output=True,
                    timeout=timeout_s, check=True)
     return png

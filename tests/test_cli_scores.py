@@ -222,3 +222,35 @@ def test_scores_render_any_stored_commitment(tmp_path):
         result = runner.invoke(app, ["scores", "--state", str(tmp_path), *extra])
         assert result.exit_code == 0, result.output
         assert "[red]x[/bogus]" in result.output and "\x00" not in result.output
+
+
+GOOD_HK = "5GoodHotkey" + "a" * 37  # real hotkeys are 48 characters: too long to name a copy by
+COPY_HK = "5CopyHotkey" + "b" * 37
+
+
+def test_copies_and_pairs_are_named_by_uid_and_model(tmp_path):
+    """Issue 29: a copy read "copy of <48-character hotkey>", wrapped; pairs named hotkey prefixes only."""
+    from subnet.validator.state.evidence import EvidenceRecord
+
+    s = ValidatorState(tmp_path / "state.sqlite")
+    good = s.upsert_commitment(GOOD_HK, 3, _ref("good"), 100, "tiny")
+    copy = s.upsert_commitment(COPY_HK, 5, _ref("copy"), 150, "tiny")
+    for m in (good, copy):
+        s.mark_verified(m.id, f"/m/{m.id}", "H1")
+    rid = s.start_round(1000, "0xseed")
+    s.complete_scoring(
+        rid, [ResultRow("tiny", GOOD_HK, 3, good.id, 2.5, 2.4, 2.6, 10, 1.0, win_rate=1.0),
+              ResultRow("tiny", COPY_HK, 5, copy.id, 2.5, 2.4, 2.6, 10, 1.0, copy_of=GOOD_HK)], [],
+        {"tiny": {GOOD_HK: 1.0}}, [good.id, copy.id], registered={GOOD_HK: 3, COPY_HK: 5}, decided=["tiny"],
+        evidence=[EvidenceRecord("tiny", good.id, copy.id, GOOD_HK, COPY_HK, 0.0, 1.0, 2, 0.003, -0.01, 0.01)])
+    s.finish_round(rid, st.ROUND_DONE)
+    s.close()
+    result = runner.invoke(app, ["scores", "--state", str(tmp_path)], env={"COLUMNS": "220"})
+    assert result.exit_code == 0, result.output
+    assert "copy of uid 3 (5GoodHot)" in result.output
+    assert GOOD_HK not in result.output and GOOD_HK[:20] not in result.output
+    assert "uid 3 miner/good@abcdef12 (5GoodHot)" in result.output
+    assert "uid 5 miner/copy@abcdef12 (5CopyHot)" in result.output
+    payload = json.loads(runner.invoke(app, ["scores", "--state", str(tmp_path), "--json"]).stdout.splitlines()[-1])
+    [pair] = payload["evidence"]
+    assert (pair["earlier_uid"], pair["later_uid"], pair["later_model"]) == (3, 5, "miner/copy@abcdef12")

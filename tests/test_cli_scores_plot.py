@@ -11,7 +11,7 @@ import pytest
 
 from subnet.eval.types import DocLosses
 from subnet.hub.model_ref import ModelRef
-from subnet.commands.scores_plot import collect, draw
+from subnet.commands.scores_plot import _copy_label, _diff_label, collect, draw
 from subnet.validator import state as st
 from subnet.validator.state import ResultRow, ValidatorState
 
@@ -61,7 +61,8 @@ def test_one_series_per_model_with_copies_and_the_holder_marked(state):
     assert labels == ["uid 1 miner/good-v1@abcdef12", "uid 1 miner/good-v2@abcdef12", "uid 2 miner/weak@abcdef12",
                       "uid 3 miner/copy@abcdef12"]
     copy = next(s for s in plot.series.values() if "copy" in s.label)
-    assert copy.copy_of == "hk-good"
+    assert copy.copy_of == "hk-good" and copy.copy_of_uid == 1
+    assert _copy_label(plot, copy) == "uid 3 miner/copy@abcdef12 (copy of uid 1)"
     assert plot.holder == "hk-good"
 
 
@@ -73,6 +74,7 @@ def test_paired_differences_from_the_leader_with_intervals(state):
     assert weak.mean == pytest.approx(0.5) and weak.low <= 0.5 <= weak.high and not weak.copy
     copy = diffs["uid 3 miner/copy@abcdef12"]
     assert copy.copy and copy.mean == pytest.approx(0.0, abs=1e-9)
+    assert _diff_label(copy) == "uid 3 miner/copy@abcdef12 (copy of uid 1)"
 
 
 def test_draws_a_png(state, tmp_path):

@@ -15,6 +15,7 @@ from subnet.validator.state import ValidatorState
 from tests.leaderboard_fixtures import (
     HOSTILE_COMMITMENT,
     HOSTILE_REASON,
+    IDENTITY,
     find_chromium,
     populate,
     render_dom,
@@ -73,6 +74,10 @@ def served(tmp_path):
     yield f"http://127.0.0.1:{port}", state
     server.stop()
     state.close()
+
+
+def _refuse(constant):
+    raise ValueError(f"not JSON: {constant}")
 
 
 def _get(url: str):
@@ -187,8 +192,92 @@ def test_scores_serve_is_read_only_and_stops_on_a_signal(tmp_path):
         assert _get(base + "/")[2] == page_html()
         assert len(json.loads(_get(base + "/scores")[2])["scores"]) == 5
         assert json.loads(_get(base + "/pairs?competition=tiny")[2])["leader"] == "hk-000"
+        # --serve has no age limit: /healthz said `"max_age_s": Infinity`, which no strict parser reads.
+        health = json.loads(_get(base + "/healthz")[2], parse_constant=_refuse)
+        assert health["ok"] and health["max_age_s"] is None
         proc.send_signal(signal.SIGTERM)  # what systemd and docker send; Ctrl-C is handled alike
         assert proc.wait(timeout=120) == 0
     finally:
         proc.kill()
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+
+
+class _Elements(HTMLParser):
+    """Text and attributes of every element with an id; the cells of one table's body rows."""
+
+    def __init__(self, table_id: str = "evidence") -> None:
+        super().__init__()
+        self.text, self.attrs, self.rows, self.legend = {}, {}, [], []
+        self._open: list[tuple[str, str | None]] = []  # (tag, id) of the open elements
+        self._table = _Table(table_id)
+
+    def feed(self, data):
+        self._table.feed(data)
+        self.rows = self._table.rows
+        super().feed(data)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"):
+            self.text[a["id"]], self.attrs[a["id"]] = "", a
+        if tag == "li" and any(i == "legend" for _, i in self._open):
+            self.legend.append("")
+        if tag not in ("meta", "br", "img", "input", "link"):
+            self._open.append((tag, a.get("id")))
+
+    def handle_endtag(self, tag):
+        while self._open and self._open.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data):
+        for _, i in self._open:
+            if i:
+                self.text[i] += data
+        if self.legend and self._open and any(t == "li" for t, _ in self._open):
+            self.legend[-1] += data
+
+
+def test_rendered_page_shows_who_the_validator_is_copies_evidence_and_axes(tmp_path):
+    """Issue 29: identity, health with reasons, last and next weights, the next round, "copy of uid N",
+    pairs named by uid and model, and charts with labelled axes and one label per paired row."""
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("needs Chromium (Debian package 'chromium'; .ci/run installs it)")
+    state = ValidatorState(tmp_path / "state.sqlite")
+    populate(state, n_models=6, n_rounds=12)
+    # Age limit 0: the newest round is already too old, so the header must say failing and why.
+    server = StatusServer(build_app(state, ValidatorMetrics(), current_block=lambda: 3000, healthz_max_age_s=0.0),
+                          port=0)
+    base = f"http://127.0.0.1:{server.start()}/"
+    try:
+        page = _Elements()
+        page.feed(render_dom(chromium, base, tmp_path / "profile"))
+        png = screenshot(chromium, base, tmp_path / "profile2", tmp_path / "operator.png", window="1400,2400")
+    finally:
+        server.stop()
+        state.close()
+    t = {k: v.strip() for k, v in page.text.items()}
+    assert t["op-hotkey"] == IDENTITY["hotkey"] and t["op-uid"] == "7" and t["op-netuid"] == "2 (local)"
+    assert t["op-version"].startswith("9.9.9") and t["op-commit"].startswith("0123abcd")
+    assert t["op-health"] == "failing: no_recent_round" and "no_recent_round" in t["health"]
+    # The fixture set weights in every other round; the last at block 1000 + 150 * 11 + 2.
+    assert t["op-weights"].startswith("block 2652, ") and t["op-weights"].endswith(" ago")
+    assert t["op-next-weights"] == "not before block 2952"
+    assert t["op-next-round"].startswith("in 10 min (") or t["op-next-round"].startswith("in 9 min (")
+    # The copy (uid 6 copies uid 1): named by the uid it copied, in the legend, the table and the pairs chart.
+    assert any(item.endswith("copy of uid 1") and "uid 6" in item for item in page.legend), page.legend
+    assert "copy of uid 1 (hk-000)" in t["scores"]
+    history = json.loads(page.attrs["history"]["data-labels"])
+    assert "block of the round" in history and "loss per token (nats)" in history
+    assert sum(label.isdigit() for label in history) >= 3  # block ticks along the x axis
+    pairs = json.loads(page.attrs["pairs"]["data-labels"])
+    for uid in (2, 3, 4, 5):
+        assert f"uid {uid} miner/model-{uid - 1}@abcdef12" in pairs
+    assert "uid 6 miner/model-5@abcdef12 · copy of uid 1" in pairs
+    assert any(label.startswith("L(model) − L(leader)") for label in pairs)
+    assert sum(label.startswith("+") and label[1:].replace(".", "").isdigit() for label in pairs) >= 3  # ticks
+    assert int(page.attrs["pairs"]["style"].split("height:")[1].split("px")[0]) >= 28 * 5  # rows tall enough
+    # Pair evidence: both sides by uid and model (a replaced model would show a different ref).
+    assert [row[:2] for row in page.rows][:2] == [["uid 1 miner/model-0@abcdef12", "uid 2 miner/model-1@abcdef12"],
+                                                   ["uid 1 miner/model-0@abcdef12", "uid 3 miner/model-2@abcdef12"]]
+    assert png.stat().st_size > 20_000

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 
 import aiohttp
 import pytest
 
 from subnet.hub.model_ref import ModelRef
 from subnet.validator import state as st
-from subnet.validator.api import StatusServer, build_app
+from subnet.validator.api import StatusServer, build_app, strict_dumps
 from subnet.validator.metrics import ValidatorMetrics
-from subnet.validator.score_table import COLUMNS, scores_table
+from subnet.validator.operator_status import operator_status, record_identity
+from subnet.validator.score_table import COLUMNS, EVIDENCE_COLUMNS, evidence_table, scores_table
 from subnet.validator.state import ResultRow, ValidatorState
+from subnet.validator.state.evidence import EvidenceRecord
 
 
 def _ref(name: str) -> str:
@@ -157,3 +160,112 @@ def test_scores_leave_out_deregistered_hotkeys_unless_asked(populated):
         asyncio.run(scenario())
     finally:
         server.stop()
+
+
+def _strict(text: str):
+    """Parse as strict JSON: Python's json accepts NaN and Infinity, which browsers and jq refuse."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_endpoint_answers_strict_json(populated):
+    # `subnet scores --serve` runs without an age limit (inf), which /healthz used to print as `Infinity`;
+    # a result without a finite loss must not leak NaN either.
+    nan = float("nan")
+    rid = populated.start_round(1100, "0xseed-nan")
+    populated.complete_scoring(rid, [ResultRow("tiny", "hk-good", 1, 1, nan, nan, nan, 10, nan, win_rate=nan)], [],
+                               {"tiny": {"hk-good": 1.0}}, [1])
+    populated.finish_round(rid, st.ROUND_DONE)
+    server = StatusServer(build_app(populated, ValidatorMetrics(), healthz_max_age_s=float("inf")), "127.0.0.1", 0)
+    port = server.start()
+
+    async def scenario():
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            for path in ("/healthz", "/status", "/scores", "/evidence", "/rounds", "/history",
+                         "/history?competition=tiny", "/pairs?competition=tiny", "/pairs", "/rounds?limit=x"):
+                async with http.get(f"http://127.0.0.1:{port}{path}") as r:
+                    assert r.content_type == "application/json", path
+                    body = _strict(await r.text())
+                    if path == "/healthz":
+                        assert r.status == 200 and body["max_age_s"] is None  # no limit, said in JSON
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        server.stop()
+
+
+def test_strict_dumps_turns_every_non_finite_number_into_null():
+    body = {"a": float("inf"), "b": [float("-inf"), float("nan"), 1.5], "c": {"d": (float("nan"),)}, "e": "Infinity"}
+    assert _strict(strict_dumps(body)) == {"a": None, "b": [None, None, 1.5], "c": {"d": [None]}, "e": "Infinity"}
+
+
+def test_status_names_the_validator_its_weights_and_its_next_round(populated):
+    record_identity(populated, {"hotkey": "5Fvalidator", "uid": 9, "netuid": 2, "network": "local", "version": "1.2.3",
+                                "commit": "abc1234", "round_interval_s": 600.0, "weights_interval_blocks": 100})
+    [last] = populated.rounds(limit=1)
+    attempt = populated.record_weights_intent(last.id, 1000, [1], [1.0])
+    populated.record_weights_outcome(attempt, True, "ok", 1002)
+    status = operator_status(populated, now=last.finished_at + 60.0, served_by={"version": "1.2.4"})
+    assert status["identity"] == {"hotkey": "5Fvalidator", "uid": 9, "netuid": 2, "network": "local",
+                                  "version": "1.2.3", "commit": "abc1234", "round_interval_s": 600.0,
+                                  "weights_interval_blocks": 100}
+    assert status["served_by"] == {"version": "1.2.4"}
+    weights = status["last_weights"]
+    assert (weights["status"], weights["block"], weights["round_id"]) == ("success", 1002, last.id)
+    assert weights["age_s"] == pytest.approx(last.finished_at + 60.0 - weights["at"], abs=0.1)
+    assert status["next_round"] == {"in_progress": None, "at": pytest.approx(last.finished_at + 600.0),
+                                    "in_s": pytest.approx(540.0, abs=0.1)}
+    assert status["next_weights_block"] == 1102
+    # A round in progress is named; a state the daemon never recorded an identity in says so with nulls.
+    populated.start_round(1200, "0xnext")
+    assert operator_status(populated)["next_round"]["in_progress"] == last.id + 1
+
+
+def test_status_of_a_state_without_identity_is_all_unknown(tmp_path):
+    s = ValidatorState(tmp_path / "s.sqlite")
+    try:
+        status = operator_status(s)
+        assert set(status["identity"].values()) == {None}
+        assert status["last_weights"] is None and status["next_weights_block"] is None
+        assert status["next_round"] == {"in_progress": None, "at": None, "in_s": None}
+    finally:
+        s.close()
+
+
+def test_copies_and_evidence_name_uids_and_models(populated):
+    rows = {r["hotkey"]: r for r in scores_table(populated)}
+    assert rows["hk-copy"]["reason"] == "copy of uid 1 (hk-good)"
+    good, copy = (m for m in populated.models() if m.hotkey in ("hk-good", "hk-copy"))
+    rid = populated.start_round(1100, "0xe")
+    populated.complete_scoring(rid, [], [], {"tiny": {"hk-good": 1.0}}, [], decided=["tiny"], evidence=[
+        EvidenceRecord("tiny", good.id, copy.id, "hk-good", "hk-copy", 0.0, 1.0, 3, 0.003, -0.01, 0.01)])
+    populated.finish_round(rid, st.ROUND_DONE)
+    [pair] = evidence_table(populated)
+    assert set(pair) == set(EVIDENCE_COLUMNS)
+    assert (pair["earlier_uid"], pair["earlier_model"]) == (1, "miner/good@abcdef12")
+    assert (pair["later_uid"], pair["later_model"]) == (2, "miner/copy@abcdef12")
+
+
+def test_build_app_stays_short():
+    """Issue 29: it had grown to 87 lines; its handlers live on `_Routes`."""
+    import inspect
+
+    from subnet.validator import api
+
+    for name, fn in [("build_app", api.build_app)] + inspect.getmembers(api._Routes, inspect.isfunction):
+        assert len(inspect.getsource(fn).splitlines()) < 60, name
+
+
+def test_identity_of_a_running_validator_names_its_config_and_build():
+    from subnet import __version__
+    from subnet.validator.config import ValidatorConfig
+    from subnet.validator.operator_status import IDENTITY_KEYS, identity_of
+
+    config = ValidatorConfig(netuid=7, network="test", round_interval_s=300.0, weights_interval_blocks=50)
+    identity = identity_of(config, "5Fhotkey", 12)
+    assert set(identity) == set(IDENTITY_KEYS)
+    assert (identity["hotkey"], identity["uid"], identity["netuid"], identity["network"]) == ("5Fhotkey", 12, 7, "test")
+    assert (identity["round_interval_s"], identity["weights_interval_blocks"]) == (300.0, 50)
+    assert identity["version"] == __version__ and identity["commit"]

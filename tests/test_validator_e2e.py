@@ -101,7 +101,10 @@ def test_best_model_wins_copies_and_hostile_repos_get_nothing(tmp_path, subnet, 
     assert ema.get(hk["copycat"], 0.0) == 0.0 and ema.get(hk["hostile"], 0.0) == 0.0
 
     rows = {r["hotkey"]: r for r in scores_table(state, "tiny", competitions=COMPETITIONS)}
-    assert rows[hk["copycat"]]["status"] == "copy" and hk["strong"] in rows[hk["copycat"]]["reason"]
+    # Named by the uid an operator sees in every table, not by a 48-character hotkey (issue 29).
+    strong_uid = rows[hk["strong"]]["uid"]
+    assert rows[hk["copycat"]]["status"] == "copy"
+    assert rows[hk["copycat"]]["reason"] == f"copy of uid {strong_uid} ({hk['strong'][:8]})"
     assert rows[hk["hostile"]]["status"] == "failed" and rows[hk["hostile"]]["reason"] == "forbidden_files"
     assert rows[hk["strong"]]["mean_loss"] < rows[hk["mid"]]["mean_loss"] < rows[hk["weak"]]["mean_loss"]
     assert rows[hk["strong"]]["ci_low"] <= rows[hk["strong"]]["mean_loss"] <= rows[hk["strong"]]["ci_high"]

@@ -122,7 +122,11 @@ def evidence_from_api(url: str, competition: str | None = None, timeout_s: float
 
 
 def render_evidence(pairs: list[dict], console: Console) -> None:
-    """The accumulated paired intervals: L_later / L_earlier - 1, which decides once below -advantage."""
+    """The accumulated paired intervals: L_later / L_earlier - 1, which decides once below -advantage.
+
+    Each side is named by uid, model and hotkey prefix: a replaced model starts new pairs, and the row
+    says which model it is about.
+    """
     t = Table(title="pairs: evidence accumulated across rounds (later vs earlier loss, 95% confidence sequence)")
     for col, justify in (("comp", "left"), ("earlier", "left"), ("later", "left"), ("rounds", "right"),
                          ("later/earlier - 1", "right"), ("interval", "right"), ("advantage", "right"),
@@ -130,11 +134,18 @@ def render_evidence(pairs: list[dict], console: Console) -> None:
         t.add_column(col, justify=justify)
     for p in pairs:
         interval = f"{_fmt(p.get('acc_low'), '+.4%')}..{_fmt(p.get('acc_high'), '+.4%')}"
-        t.add_row(Text(str(p.get("competition") or "")), Text(str(p.get("earlier") or "")[:8]),
-                  Text(str(p.get("later") or "")[:8]),
+        t.add_row(Text(str(p.get("competition") or "")), _side(p, "earlier"), _side(p, "later"),
                   _fmt(p.get("rounds"), "d"), _fmt(p.get("diff"), "+.4%"), interval, _fmt(p.get("eps"), ".4%"),
                   "later wins" if p.get("later_wins") else "earlier keeps")
     console.print(t)
+
+
+def _side(pair: dict, side: str) -> Text:
+    """ "uid 3 miner/model@abcdef12 (5F3sa2TJ)"; an older API without uid and model gives the hotkey alone."""
+    uid, model, hotkey = pair.get(f"{side}_uid"), pair.get(f"{side}_model"), str(pair.get(side) or "")[:8]
+    if uid is None and not model:
+        return Text(hotkey)
+    return Text(f"uid {_fmt(uid, 'd')} {model or ''} ({hotkey})")
 
 
 def rows_from_api(url: str, competition: str | None = None, deregistered: bool = False,
@@ -199,8 +210,8 @@ def render(rows: list[dict], console: Console, title: str = "scores") -> None:
         if r.get("mean_loss") is not None:
             loss = f"{r['mean_loss']:.4f} ({_fmt(r.get('ci_low'), '.4f')}..{_fmt(r.get('ci_high'), '.4f')})"
         status = r.get("status") or ""
-        if r.get("reason"):
-            status += f": {r['reason']}"
+        if r.get("reason"):  # a copy's reason says it all: "copy of uid 3 (5F3sa2TJ)"
+            status = r["reason"] if status == "copy" else f"{status}: {r['reason']}"
         t.add_row(  # miner-supplied text as plain Text: never read as rich markup
             _fmt(r.get("uid"), "d"), Text(str(r.get("hotkey") or "")[:8]), Text(str(r.get("model") or "")),
             Text(str(r.get("competition") or "")), age_text,

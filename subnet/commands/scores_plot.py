@@ -22,6 +22,7 @@ class Series:
     hotkey: str
     label: str
     copy_of: str | None = None
+    copy_of_uid: int | None = None
     points: list[tuple[int, float, float, float]] = field(default_factory=list)  # block, mean, low, high
 
 
@@ -32,6 +33,7 @@ class PairedDiff:
     low: float
     high: float
     copy: bool
+    copy_of_uid: int | None = None
 
 
 @dataclass
@@ -60,7 +62,7 @@ def collect(state, competition: str | None = None, last_rounds: int = 1000) -> l
         plot = plots.setdefault(cid, CompetitionPlot(cid, {}, None))
         label = f"uid {raw['uid']} {raw['model'] or raw['hotkey'][:8]}"
         plot.series[raw["model_id"]] = Series(raw["model_id"], raw["hotkey"], label, raw["copy_of"],
-                                              [(p[1], p[2], p[3], p[4]) for p in raw["points"] if p[1] is not None])
+                                              raw.get("copy_of_uid"), [(p[1], p[2], p[3], p[4]) for p in raw["points"] if p[1] is not None])
     if not any(s.points for p in plots.values() for s in p.series.values()):
         raise NothingToPlot("no scored rounds to plot yet")
     for cid, plot in plots.items():
@@ -72,17 +74,27 @@ def collect(state, competition: str | None = None, last_rounds: int = 1000) -> l
         plot.leader = newest.get(plot.holder, plot.holder or "")
         if found["round_id"] is not None:
             plot.round_block = state.round_blocks([found["round_id"]]).get(found["round_id"])
-        copies = {s.hotkey for s in plot.series.values() if s.copy_of}
+        copies = {s.hotkey: s.copy_of_uid for s in plot.series.values() if s.copy_of}
         plot.diffs = [PairedDiff(newest.get(d["hotkey"], d["hotkey"][:8]), d["diff"],
                                  d["diff"] if d["ci_low"] is None else d["ci_low"],
-                                 d["diff"] if d["ci_high"] is None else d["ci_high"], d["hotkey"] in copies)
+                                 d["diff"] if d["ci_high"] is None else d["ci_high"], d["hotkey"] in copies,
+                                 copies.get(d["hotkey"]))
                       for d in found["differences"] if d["diff"] is not None]
     return [plots[c] for c in sorted(plots)]
 
 
 def _copy_label(plot: CompetitionPlot, s: Series) -> str:
+    """ "uid 5 miner/x@ab (copy of uid 3)": the copied model by the uid every table shows."""
+    if s.copy_of_uid is not None:
+        return f"{s.label} (copy of uid {s.copy_of_uid})"
     original = next((o for o in plot.series.values() if o.hotkey == s.copy_of), None)
     return f"{s.label} (copy of {' '.join(original.label.split(' ')[:2]) if original else s.copy_of[:8]})"
+
+
+def _diff_label(d: PairedDiff) -> str:
+    if not d.copy:
+        return d.label
+    return d.label + (f" (copy of uid {d.copy_of_uid})" if d.copy_of_uid is not None else " (copy)")
 
 
 def draw(plots: list[CompetitionPlot], out: Path) -> Path:
@@ -144,7 +156,7 @@ def _draw_diffs(ax, plot: CompetitionPlot) -> None:
                     mfc="none" if d.copy else None, color="0.45" if d.copy else "C0")
         ax.annotate(f"{d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}]", (d.mean, y), textcoords="offset points",
                     xytext=(0, 7), ha="center", fontsize=8)
-    ax.set_yticks(range(len(plot.diffs)), [d.label + (" (copy)" if d.copy else "") for d in plot.diffs], fontsize=8)
+    ax.set_yticks(range(len(plot.diffs)), [_diff_label(d) for d in plot.diffs], fontsize=8)
     ax.set_ylim(-0.7, max(len(plot.diffs), 1) - 0.3)
     ax.set_xlabel(f"paired loss difference from the leader, {plot.leader} (> 0: worse; 95% CI)")
     ax.set_title(f"{plot.competition}: latest round (block {plot.round_block}), per-document difference from "

@@ -5,12 +5,16 @@ It never waits on a write lock, the daemon's or another process's: it reads thro
 read-only connections (`ValidatorState.reader()`; WAL lets readers run beside a writer) and never
 takes the daemon's connection. `/healthz` reads a few rows of the rounds table on the event loop;
 the heavier pages read in worker threads.
+
+Every JSON body is strict JSON (`strict_dumps`): a non-finite number (an unlimited age, a loss that
+could not be computed) is null, never the `Infinity` or `NaN` that browsers, jq and Go refuse.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from typing import Callable, Mapping
@@ -24,8 +28,105 @@ from subnet.validator.degraded import read_degraded
 from subnet.validator.health import Health, HealthPolicy, assess
 from subnet.validator.leaderboard import leader_differences, loss_history, page_html
 from subnet.validator.metrics import ValidatorMetrics
+from subnet.validator.operator_status import operator_status
 from subnet.validator.score_table import evidence_table, scores_table, weights_summary
 from subnet.validator.state import ValidatorState
+
+
+def strict_dumps(body) -> str:
+    """JSON that every parser reads: NaN and infinities become null (Python's json.dumps writes bare `Infinity`)."""
+    return json.dumps(_finite(body), allow_nan=False)
+
+
+def _finite(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _json(body, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=strict_dumps)
+
+
+def _int_query(request: web.Request, name: str, default: int, top: int) -> int | None:
+    try:
+        return min(top, max(1, int(request.query.get(name, str(default)))))
+    except ValueError:
+        return None
+
+
+class _Routes:
+    """The API's handlers over one read-only state; each heavy read runs in a worker thread."""
+
+    def __init__(self, state: ValidatorState, metrics: ValidatorMetrics, competitions, current_block,
+                 policy: HealthPolicy, started: float) -> None:
+        self.state, self.metrics, self.competitions, self.current_block = state, metrics, competitions, current_block
+        self.policy, self.started = policy, started
+        self.served_by = {"version": __version__, "commit": git_commit()}  # once: never a subprocess per request
+        self.page = page_html()
+        self.history_cache: dict[tuple, str] = {}
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        health = check_health(self.state, self.metrics, self.policy, self.started)
+        body = {"ok": health.ok, "reasons": health.reasons, **self.served_by, **health.details,
+                "agreement": _agreement(self.state)}
+        return _json(body, status=200 if health.ok else 503)
+
+    async def status(self, request: web.Request) -> web.Response:
+        """Identity, last and next weights, next round: the page's header (`operator_status`)."""
+        return _json(await asyncio.to_thread(operator_status, self.state, None, self.served_by))
+
+    async def scores(self, request: web.Request) -> web.Response:
+        competition = request.query.get("competition")
+        departed = request.query.get("deregistered", "0").lower() in ("1", "true", "yes")
+        block = _safe_block(self.current_block)
+        rows = await asyncio.to_thread(scores_table, self.state, competition, block, self.competitions,
+                                       include_deregistered=departed)
+        weights = await asyncio.to_thread(weights_summary, self.state)
+        evidence = await asyncio.to_thread(evidence_table, self.state, competition)
+        return _json({"current_block": block, "scores": rows, "weights": weights, "evidence": evidence})
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        """Each pair's evidence accumulated across rounds (issue 22), as `subnet scores` shows it."""
+        return _json({"evidence": await asyncio.to_thread(evidence_table, self.state,
+                                                          request.query.get("competition"))})
+
+    async def rounds(self, request: web.Request) -> web.Response:
+        limit = _int_query(request, "limit", 20, 500)
+        if limit is None:
+            return _json({"error": "limit must be an integer"}, status=400)
+        return _json({"rounds": await asyncio.to_thread(_rounds_page, self.state, limit)})
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    async def history(self, request: web.Request) -> web.Response:
+        last = _int_query(request, "rounds", 200, 1000)
+        if last is None:
+            return _json({"error": "rounds must be an integer"}, status=400)
+        competition = request.query.get("competition")
+        # The history changes only when a round's results land: cache it per newest result round.
+        key = (competition, last, await asyncio.to_thread(self.state.newest_result_round))
+        body = self.history_cache.get(key)
+        if body is None:
+            body = strict_dumps(await asyncio.to_thread(loss_history, self.state, competition, last))
+            self.history_cache.clear()
+            self.history_cache[key] = body
+        return web.Response(text=body, content_type="application/json")
+
+    async def pairs(self, request: web.Request) -> web.Response:
+        competition = request.query.get("competition")
+        if not competition:
+            return _json({"error": "competition is required"}, status=400)
+        return _json(await asyncio.to_thread(leader_differences, self.state, competition))
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
 def build_app(
@@ -38,82 +139,21 @@ def build_app(
     healthz_idle_rounds: int = 2,
     started_at: float | None = None,
 ) -> web.Application:
-    started = time.time() if started_at is None else started_at
+    """The status API's routes over a read-only view of `state` (a writable one is reopened read-only)."""
     state = state if state.read_only else state.reader()
-    policy = HealthPolicy(healthz_max_age_s, healthz_idle_rounds)
-    commit = git_commit()  # once, here: /healthz itself never waits on a subprocess
-
-    async def healthz(request: web.Request) -> web.Response:
-        health = check_health(state, metrics, policy, started)
-        body = {"ok": health.ok, "reasons": health.reasons, "version": __version__, "commit": commit,
-                **health.details, "agreement": _agreement(state)}
-        return web.json_response(body, status=200 if health.ok else 503)
-
-    async def scores(request: web.Request) -> web.Response:
-        competition = request.query.get("competition")
-        departed = request.query.get("deregistered", "0").lower() in ("1", "true", "yes")
-        block = _safe_block(current_block)
-        rows = await asyncio.to_thread(scores_table, state, competition, block, competitions,
-                                       include_deregistered=departed)
-        weights = await asyncio.to_thread(weights_summary, state)
-        evidence = await asyncio.to_thread(evidence_table, state, competition)
-        return web.json_response({"current_block": block, "scores": rows, "weights": weights, "evidence": evidence})
-
-    async def evidence(request: web.Request) -> web.Response:
-        """Each pair's evidence accumulated across rounds (issue 22), as `subnet scores` shows it."""
-        rows = await asyncio.to_thread(evidence_table, state, request.query.get("competition"))
-        return web.json_response({"evidence": rows})
-
-    async def rounds(request: web.Request) -> web.Response:
-        try:
-            limit = min(500, max(1, int(request.query.get("limit", "20"))))
-        except ValueError:
-            return web.json_response({"error": "limit must be an integer"}, status=400)
-        return web.json_response({"rounds": await asyncio.to_thread(_rounds_page, state, limit)})
-
-    async def index(request: web.Request) -> web.Response:
-        return web.Response(body=page, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
-
-    async def history(request: web.Request) -> web.Response:
-        try:
-            last = min(1000, max(1, int(request.query.get("rounds", "200"))))
-        except ValueError:
-            return web.json_response({"error": "rounds must be an integer"}, status=400)
-        competition = request.query.get("competition")
-        # The history changes only when a round's results land: cache it per newest result round.
-        key = (competition, last, await asyncio.to_thread(state.newest_result_round))
-        body = history_cache.get(key)
-        if body is None:
-            body = json.dumps(await asyncio.to_thread(loss_history, state, competition, last))
-            history_cache.clear()
-            history_cache[key] = body
-        return web.Response(text=body, content_type="application/json")
-
-    async def pairs(request: web.Request) -> web.Response:
-        competition = request.query.get("competition")
-        if not competition:
-            return web.json_response({"error": "competition is required"}, status=400)
-        return web.json_response(await asyncio.to_thread(leader_differences, state, competition))
-
-    async def metrics_handler(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+    routes = _Routes(state, metrics, competitions, current_block,
+                     HealthPolicy(healthz_max_age_s, healthz_idle_rounds),
+                     time.time() if started_at is None else started_at)
 
     async def close_reader(app: web.Application) -> None:
         state.close()
 
-    page = page_html()
-    history_cache: dict[tuple, str] = {}
     app = web.Application()
     app.on_cleanup.append(close_reader)
-    app.router.add_get("/", index)
-    app.router.add_get("/history", history)
-    app.router.add_get("/evidence", evidence)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/scores", scores)
-    app.router.add_get("/rounds", rounds)
-    app.router.add_get("/pairs", pairs)
-    app.router.add_get("/metrics", metrics_handler)
+    for path, handler in (("/", routes.index), ("/history", routes.history), ("/evidence", routes.evidence),
+                          ("/healthz", routes.healthz), ("/status", routes.status), ("/scores", routes.scores),
+                          ("/rounds", routes.rounds), ("/pairs", routes.pairs), ("/metrics", routes.metrics_text)):
+        app.router.add_get(path, handler)
     return app
 
 

@@ -333,6 +333,9 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
 
             deps = build_deps(config, state, metrics, stop, wallet)
             neuron = check_chain(deps.chain, config, hotkey)
+            from subnet.validator.operator_status import identity_of, record_identity
+
+            record_identity(state, identity_of(config, hotkey, neuron.uid))
         api_url = None
         if config.api_port:
             from subnet.validator.api import StatusServer, build_app

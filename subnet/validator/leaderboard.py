@@ -14,14 +14,26 @@ import numpy as np
 from subnet.eval.types import DocLosses
 from subnet.hub.model_ref import display_ref
 from subnet.scoring.loss import competition_loss, document_nll, paired_log_ratio
+from subnet.validator.score_table import current_uids
 from subnet.validator.state import ValidatorState
 
 PAGE_RESOURCE = "leaderboard.html"
+SCRIPT_RESOURCES = ("leaderboard_charts.js", "leaderboard.js")
+SCRIPT_SLOT = b"<script>/* leaderboard_charts.js and leaderboard.js, inlined by page_html() */</script>"
 
 
 def page_html() -> bytes:
-    """The self-contained page (inline CSS and JS, no CDN), shipped as package data."""
-    return resources.files("subnet").joinpath("assets", PAGE_RESOURCE).read_bytes()
+    """The self-contained page (inline CSS and JS, no CDN), shipped as package data.
+
+    The scripts are kept in their own files (each small enough to read) and inlined here, so the
+    page still loads nothing but its own JSON endpoints.
+    """
+    assets = resources.files("subnet").joinpath("assets")
+    page = assets.joinpath(PAGE_RESOURCE).read_bytes()
+    script = b'"use strict";\n' + b"\n".join(assets.joinpath(name).read_bytes() for name in SCRIPT_RESOURCES)
+    if SCRIPT_SLOT not in page:
+        raise RuntimeError(f"{PAGE_RESOURCE} lost its script slot")
+    return page.replace(SCRIPT_SLOT, b"<script>\n" + script + b"</script>")
 
 
 def _num(x) -> float | None:
@@ -31,7 +43,8 @@ def _num(x) -> float | None:
 def loss_history(state: ValidatorState, competition: str | None = None, last_rounds: int = 200) -> dict:
     """One series per model (a hotkey's commitment), so a new model never looks like the old one improving.
 
-    Each point is [round id, block, mean, low, high] of the model's loss in that round.
+    Each point is [round id, block, mean, low, high] of the model's loss in that round. A copy names
+    the hotkey it copied and that hotkey's uid (`copy_of_uid`), so the page can say "copy of uid 3".
     """
     rows = state.result_history(competition, last_rounds)
     blocks = state.round_blocks({r[0] for r in rows})
@@ -41,7 +54,7 @@ def loss_history(state: ValidatorState, competition: str | None = None, last_rou
         if s is None:
             s = series[(comp, model_id)] = {
                 "id": f"{comp}:{model_id}", "competition": comp, "hotkey": hotkey, "uid": uid,
-                "model_id": model_id, "model": "", "copy_of": None, "points": [],
+                "model_id": model_id, "model": "", "copy_of": None, "copy_of_uid": None, "points": [],
             }
         s["uid"] = uid
         if copy_of:
@@ -54,9 +67,17 @@ def loss_history(state: ValidatorState, competition: str | None = None, last_rou
         s["points"].append([round_id, blocks.get(round_id), round(mean, 5), round(mean if low is None else low, 5),
                             round(mean if high is None else high, 5)])
     refs = state.model_refs(s["model_id"] for s in series.values())
+    uids = _uids(state, series.values())
     for s in series.values():
         s["model"] = display_ref(refs.get(s["model_id"]))
+        s["copy_of_uid"] = uids.get(s["copy_of"]) if s["copy_of"] else None
     return {"rounds": [{"id": k, "block": v} for k, v in sorted(blocks.items())], "series": list(series.values())}
+
+
+def _uids(state: ValidatorState, series) -> dict[str, int]:
+    """The uid each copied hotkey is known by: its current registration, else the uid of its newest series."""
+    uids = {s["hotkey"]: s["uid"] for s in series if s["uid"] is not None}
+    return {**uids, **current_uids(state)}
 
 
 def leader_differences(state: ValidatorState, competition: str, confidence: float = 0.95) -> dict:

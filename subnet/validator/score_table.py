@@ -29,8 +29,8 @@ DEREGISTERED = "deregistered"
 
 COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "advantage_source",
            "mean_loss", "ci_low", "ci_high", "win_rate", "weight", "status", "reason")
-EVIDENCE_COLUMNS = ("competition", "earlier", "later", "rounds", "diff", "acc_low", "acc_high", "eps", "later_wins",
-                "round_id")
+EVIDENCE_COLUMNS = ("competition", "earlier", "later", "earlier_uid", "later_uid", "earlier_model", "later_model",
+                    "rounds", "diff", "acc_low", "acc_high", "eps", "later_wins", "round_id")
 
 
 def current_models(state: ValidatorState) -> list[ModelRecord]:
@@ -67,6 +67,7 @@ def scores_table(
     ema = state.all_ema()
     registered = state.current_registrations()
     rows = []
+    uids = current_uids(state, registered)
     for m in current_models(state):
         if competition is not None and m.competition != competition:
             continue
@@ -90,7 +91,7 @@ def scores_table(
             "ci_high": _num(row_result.ci_high) if row_result else None,
             "win_rate": _num(row_result.win_rate) if row_result else None,
             "weight": 0.0 if departed else ema.get(m.competition or "", {}).get(m.hotkey, 0.0),
-            **(_departed(state, m) if departed else _status(m, row_result)),
+            **(_departed(state, m) if departed else _status(m, row_result, uids)),
         })
     # Unparsable commitments (no competition) go last.
     rows.sort(key=lambda r: (r["competition"] is None, r["competition"] or "", -r["weight"],
@@ -98,13 +99,28 @@ def scores_table(
     return rows
 
 
-def _status(m: ModelRecord, result) -> dict:
+def current_uids(state: ValidatorState, registered: Mapping[str, Registration] | None = None) -> dict[str, int]:
+    """Each current hotkey's uid: as last registered, else as committed (a state without registrations)."""
+    registered = state.current_registrations() if registered is None else registered
+    uids = {m.hotkey: m.uid for m in current_models(state) if m.uid is not None}
+    if registered is not None:
+        uids = {hk: reg.uid for hk, reg in registered.items()}
+    return uids
+
+
+def copy_text(original: str, uids: Mapping[str, int]) -> str:
+    """ "copy of uid 3 (5F3sa2TJ)": the uid an operator finds in every table, and the hotkey's start."""
+    uid = uids.get(original)
+    return f"copy of uid {uid} ({original[:8]})" if uid is not None else f"copy of {original[:8]} (not registered)"
+
+
+def _status(m: ModelRecord, result, uids: Mapping[str, int]) -> dict:
     if m.status != MODEL_VERIFIED:
         return {"status": m.status, "reason": m.reason or m.parse_error}
     if result is None:
         return {"status": "verified", "reason": None}
     if result.copy_of:
-        return {"status": "copy", "reason": f"copy of {result.copy_of}"}
+        return {"status": "copy", "reason": copy_text(result.copy_of, uids)}
     if result.error:
         return {"status": "error", "reason": result.error}
     return {"status": "scored", "reason": None}
@@ -142,17 +158,24 @@ def _advantage(age: int | None, competition: Competition | None, earned: EarnedR
 def evidence_table(state: ValidatorState, competition: str | None = None) -> list[dict]:
     """Each pair of current models with its evidence accumulated across rounds (keys in `EVIDENCE_COLUMNS`).
 
+    Each side is named by hotkey, uid and model (short ref): a hotkey that commits a new model starts
+    new pairs, and the row says which model it is about.
+
     `diff` is the pooled L_later / L_earlier - 1 and [acc_low, acc_high] its confidence sequence
     (valid over all rounds at once); `eps` is the earlier model's advantage at the latest verdict.
     """
-    current = {m.id for m in current_models(state)}
+    current = {m.id: m for m in current_models(state)}
+    uids = current_uids(state)
     rows = []
     for (earlier_id, later_id), e in state.pair_evidence(competition).items():
         if earlier_id not in current or later_id not in current:
             continue
         estimate = e.weighted_sum / e.information if e.information > 0 else None
         rows.append({
-            "competition": e.competition, "earlier": e.earlier, "later": e.later, "rounds": e.rounds,
+            "competition": e.competition, "earlier": e.earlier, "later": e.later,
+            "earlier_uid": uids.get(e.earlier), "later_uid": uids.get(e.later),
+            "earlier_model": display_ref(current[earlier_id].ref), "later_model": display_ref(current[later_id].ref),
+            "rounds": e.rounds,
             "diff": None if estimate is None else math.expm1(estimate),
             "acc_low": _num(e.acc_low), "acc_high": _num(e.acc_high), "eps": _num(e.eps),
             "later_wins": e.later_wins, "round_id": e.round_id,
