@@ -138,7 +138,7 @@ def test_out_of_memory_halves_the_budget_and_retries():
     handle = model.model.register_forward_pre_hook(small_gpu, with_kwargs=True)
     losses = compute_losses(model, docs, token_budget=4_000)
     handle.remove()
-    assert seen[3] == len(docs)  # the whole round in one batch first (seen[:3]: the head check, the causality probe)
+    assert seen[4] == len(docs)  # the whole round in one batch first (seen[:4]: the head check, the causality probe)
     assert len(seen) < 20
     assert_matches_reference(model, docs, losses)
 
