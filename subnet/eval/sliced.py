@@ -51,14 +51,22 @@ def should_slice(competition, n_params: int, memory_bytes: int | None) -> bool:
 
 
 def open_sliced(model_dir: str | Path, competition, device: str | torch.device, dtype: torch.dtype,
-                memory_bytes: int) -> SlicedModel:
-    """The checked model directory as a SlicedModel: every check of the loader, no weight read yet.
-    A slice holds at most `slice_above_share` x memory of weights (at least one layer)."""
+                memory_override: int | None = None) -> SlicedModel | None:
+    """The checked model directory as a SlicedModel when it must be scored sliced (`should_slice`), else
+    None. Every check of the loader runs first; no weight is read yet. A slice holds at most
+    `slice_above_share` x the device's memory of weights (and at least one layer)."""
+    memory = device_memory_bytes(device, memory_override)
+    if not getattr(competition, "sliced_eval", False) or memory is None:
+        return None
     from subnet.hub.loading import inspect_model
 
-    cls, config, meta_model, files, _ = inspect_model(model_dir, competition)
+    cls, config, meta_model, files, info = inspect_model(model_dir, competition)
     del meta_model
-    slice_bytes = int(competition.slice_above_share * memory_bytes)
+    if not should_slice(competition, info.n_params, memory):
+        return None
+    slice_bytes = int(competition.slice_above_share * memory)
+    log.info("%s: %.2f GB in bf16 is above %.0f%% of %.2f GB; scoring it sliced", model_dir,
+             BF16_BYTES * info.n_params / 1e9, 100 * competition.slice_above_share, memory / 1e9)
     return SlicedModel(cls, config, files, torch.device(device), dtype, slice_bytes)
 
 
