@@ -377,7 +377,8 @@ def main(argv=None) -> None:
             if r["sliced"]:
                 st = r["sliced"]
                 print(f"{'':>8} {st['slices']} slices of {st['layers_per_slice']} layers, largest"
-                      f" {st['largest_slice_bytes'] / 1e6:.1f} MB; hidden states on the host {st['host_state_bytes'] / 1e6:.1f} MB")
+                      f" {st['largest_slice_bytes'] / 1e6:.1f} MB; hidden states on the host"
+                      f" {st['host_state_bytes'] / 1e6:.1f} MB")
         for other in ("batch1", "padded", "sliced"):
             if f"speedup_vs_{other}" in result:
                 print(f"engine vs {other}: {result[f'speedup_vs_{other}']:.2f}x wall time,"

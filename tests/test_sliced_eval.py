@@ -15,6 +15,7 @@ from subnet.eval.head import UnsupportedModel
 from subnet.eval.sliced import compute_losses_sliced, device_memory_bytes, open_sliced, should_slice
 from subnet.hub.loading import check_model_dir
 from tests.eval_loaders import random_docs
+from tests.test_eval_cuda_branches import flash, flash_installed  # noqa: F401 - fixtures (flash-attn on CPU)
 
 VOCAB = 2048  # the 'tiny' competition's tokenizer
 SLICED = dataclasses.replace(get_competition("tiny"), id="tiny-sliced", sliced_eval=True)
@@ -122,3 +123,41 @@ def test_a_bad_slice_share_is_refused_by_name(share):
         dataclasses.replace(SLICED, slice_above_share=share)
     with pytest.raises(CompetitionError, match="sliced_eval"):
         dataclasses.replace(SLICED, sliced_eval="yes")
+
+
+def test_on_an_emulated_gpu_its_memory_decides_and_bf16_sums_match(emulated_cuda, tmp_path, monkeypatch):
+    from subnet.hub.loading import load_model
+
+    monkeypatch.setenv("SUBNET_EVAL_FUSED_CE", "0")  # the chunked head on both sides (no Triton here)
+    directory, _ = saved(tmp_path, "qwen2", layers=3)
+    docs = random_docs(LENGTHS, vocab=VOCAB, seed=5)
+    assert device_memory_bytes("cuda:0") == 80 * 1024**3  # the emulated device's total memory
+    assert open_sliced(directory, SLICED, "cuda:0", torch.bfloat16) is None  # far below 35% of 80 GiB
+    tiny_share = dataclasses.replace(SLICED, slice_above_share=1e-9)  # above it: one layer per slice
+    sliced = open_sliced(directory, tiny_share, "cuda:0", torch.bfloat16)
+    assert sliced is not None and sliced.layers_per_slice == 1
+    got = compute_losses_sliced(sliced, docs)  # the CUDA defaults: packed rows, bf16
+    model = load_model(directory, SLICED, device="cuda:0", dtype=torch.bfloat16)
+    expected = compute_losses(model, docs, device="cuda:0")
+    assert sliced.stats.slices == 3 and emulated_cuda.named("empty_cache")
+    assert np.isfinite(expected.nll_sum).all()
+    assert relative(got.nll_sum, expected.nll_sum) <= 1e-6
+
+
+def test_flash_varlen_on_a_gpu_gets_flattened_rows_when_sliced(emulated_cuda, flash, flash_installed, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv("SUBNET_EVAL_FUSED_CE", "0")
+
+    def switch(self, impl):  # what transformers does once flash-attn is importable
+        self.config._attn_implementation = impl
+
+    monkeypatch.setattr(transformers.LlamaForCausalLM, "set_attn_implementation", switch)
+    directory, _ = saved(tmp_path, "llama", layers=2)
+    docs = random_docs(LENGTHS, vocab=VOCAB, seed=6)
+    sliced = open_sliced(directory, dataclasses.replace(SLICED, slice_above_share=1e-9), "cuda:0", torch.bfloat16)
+    got = compute_losses_sliced(sliced, docs, block_tokens=128)
+    assert sliced.model.config._attn_implementation == "flash_attention_2" and flash.varlen_calls
+    model = transformers.LlamaForCausalLM.from_pretrained(directory, dtype=torch.bfloat16).to("cuda:0")
+    expected = compute_losses(model, docs, device="cuda:0", block_tokens=128)
+    assert model.config._attn_implementation == "flash_attention_2"
+    assert relative(got.nll_sum, expected.nll_sum) <= 1e-6

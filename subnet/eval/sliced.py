@@ -22,7 +22,7 @@ import torch
 from subnet.data.types import TokenizedDocuments
 from subnet.eval import engine
 from subnet.eval.batching import plan_batches
-from subnet.eval.packing import block_for, plan_packed
+from subnet.eval.packing import block_for, flatten_for_varlen, plan_packed
 from subnet.eval.sliced_model import SlicedModel
 from subnet.eval.token_loss import default_chunk_tokens
 from subnet.eval.types import DocLosses
@@ -80,6 +80,8 @@ def compute_losses_sliced(
     device, head = sliced.device, sliced.head
     budget = token_budget or engine.default_token_budget(device)
     layout = engine.default_layout(device) if layout == "auto" else layout
+    if layout == "packed" and device.type == "cuda":
+        engine._prefer_varlen_attention(sliced.model)  # flash varlen when installed: rows flattened below
     scorer = engine._Scorer(sliced.model, head, device, chunk_tokens or default_chunk_tokens(device, head.vocab_size))
     nll = np.zeros(len(docs), dtype=np.float64)
     with torch.inference_mode():
@@ -117,7 +119,7 @@ def _score_packed(sliced: SlicedModel, scorer, docs: TokenizedDocuments, nll: np
     plan = plan_packed(lengths, block, max(1, budget // block))
     packed = [scorer.packed_inputs(docs.tokens, batch) for batch in plan]
     probe = engine.packing_probe_inputs(docs)
-    inputs = [p[0] for p in packed] + list(probe or ())
+    inputs = [_flat(p[0]) if scorer.varlen else p[0] for p in packed] + list(probe or ())
     probe_states: list[torch.Tensor] = []
     sums: dict[int, float] = {}
 
@@ -126,6 +128,7 @@ def _score_packed(sliced: SlicedModel, scorer, docs: TokenizedDocuments, nll: np
             probe_states.append(hidden.to("cpu"))
             return
         batch_inputs, doc_of, predicts = packed[b]
+        hidden = hidden.reshape(*batch_inputs.ids.shape, -1)  # undoes _flat
         sums.update(scorer.packed_sums(docs.tokens, plan[b], batch_inputs.ids, doc_of, predicts, hidden))
 
     sliced.run(inputs, finish)
@@ -135,3 +138,9 @@ def _score_packed(sliced: SlicedModel, scorer, docs: TokenizedDocuments, nll: np
     for i, value in sums.items():
         nll[i] = value
     return True
+
+
+def _flat(inputs: engine.BodyInputs) -> engine.BodyInputs:
+    """All rows as one: transformers' flash-attention path finds packed documents only in a single row."""
+    ids, pos = flatten_for_varlen(inputs.ids, inputs.position_ids)
+    return engine.BodyInputs(ids, None, pos)

@@ -21,7 +21,7 @@ activations. The host holds the hidden states of all batches of the round.
 
 from __future__ import annotations
 
-import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +31,6 @@ import torch
 
 from subnet.eval.engine import BodyInputs
 from subnet.eval.head import OutputHead, UnsupportedModel
-
-log = logging.getLogger(__name__)
 
 # Base models whose forward hands `inputs_embeds` to the first layer unchanged (checked per release).
 SLICEABLE = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
@@ -86,8 +84,6 @@ class SlicedModel:
 
     def run(self, batches: Sequence[BodyInputs], finish: Callable[[int, torch.Tensor], None]) -> None:
         """One pass of every batch through every slice; `finish(i, hidden)` gets batch i's normed states."""
-        import time
-
         plan = self.slices()
         self.stats.slices, self.stats.passes = len(plan), self.stats.passes + 1
         parked: list[torch.Tensor | None] = [None] * len(batches)
@@ -105,7 +101,8 @@ class SlicedModel:
                 parked[b] = None  # host memory goes back batch by batch
                 finish(b, self.base.norm(hidden.to(self.device)))
         if self.device.type == "cuda":
-            self.stats.device_peak_bytes = max(self.stats.device_peak_bytes or 0, torch.cuda.max_memory_allocated(self.device))
+            peak = torch.cuda.max_memory_allocated(self.device)
+            self.stats.device_peak_bytes = max(self.stats.device_peak_bytes or 0, peak)
 
     def _forward(self, inputs: BodyInputs, parked: torch.Tensor | None) -> torch.Tensor:
         kwargs = dict(
