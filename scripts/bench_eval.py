@@ -250,7 +250,9 @@ def run_method(args) -> dict:
 
 def sliced_from(model, args):
     """The model saved as safetensors in a temporary directory and reopened as a SlicedModel."""
+    import atexit
     import gc
+    import shutil
     import tempfile
 
     import torch
@@ -259,6 +261,7 @@ def sliced_from(model, args):
     from subnet.eval.sliced_model import SlicedModel
 
     directory = Path(tempfile.mkdtemp(prefix="bench-sliced-"))
+    atexit.register(shutil.rmtree, directory, True)  # this subprocess ends after one method
     model.save_pretrained(directory, safe_serialization=True)
     cls, config, dtype = type(model), model.config, next(model.parameters()).dtype
     layer_bytes = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())

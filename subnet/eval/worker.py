@@ -21,6 +21,8 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
   'worker_error'  the worker could not read the round's documents (our fault, see validator/faults.py)
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
+In a competition with `sliced_eval`, a model too large for the device is scored a slice of layers at a
+time (subnet/eval/sliced.py); its failures end the same way as above.
 
 A worker never outlives the daemon that started it: it asks the kernel for SIGKILL when its parent
 dies (Linux `PR_SET_PDEATHSIG`), polls its parent's pid as a fallback, and enforces its own time
@@ -354,8 +356,8 @@ def _score_in_worker(request: dict) -> dict:
             return failed("worker_error", exc)
         sliced = open_sliced(request["model_dir"], request["competition"], device, dtype,
                              request.get("device_memory_bytes"))
-        started = time.monotonic()
-        if sliced is not None:  # too large for the device: a slice of layers at a time
+        started = time.monotonic()  # sliced: reading the weights, slice by slice, is part of scoring
+        if sliced is not None:  # too large for the device (the loader is not used: SlicedModel reads the files)
             losses = compute_losses_sliced(sliced, docs, token_budget=request.get("token_budget"))
         else:
             model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device),
