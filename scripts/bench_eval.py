@@ -9,7 +9,10 @@ sequence length), each in a fresh subprocess so its memory is measured on its ow
 - batch1:  each document alone at batch size 1, full-vocabulary float32 logits, KV cache on
            (`use_cache=True`), as subnet 9 / subnet 29 validators score;
 - padded:  length-sorted right-padded batches under the same token budget, attention mask
-           passed, full float32 logits, as common evaluation harnesses score.
+           passed, full float32 logits, as common evaluation harnesses score;
+- sliced:  (opt-in, `--methods engine,sliced`) the engine's sums with the model saved as safetensors
+           and streamed a slice of layers at a time (subnet/eval/sliced.py); slices sized as the
+           validator sizes them for `--device-memory` GB, or `--slice-layers` layers each.
 
 On CUDA the model runs in bf16 and a float32 batch-size-1 run gives the reference losses; on
 CPU everything is float32 and batch1 is the reference. Printed per method: tokens/s, model
@@ -42,7 +45,8 @@ MODEL_SIZES = {
     "1b": (2048, 16, 32, 8, 8192, 4096, 100352),  # gpt-4 tokenizer vocabulary, seq 4096
     "3b": (3072, 26, 24, 8, 8192, 4096, 100352),  # 'b3'-shaped: 3.2B parameters
 }
-METHODS = ("engine", "batch1", "padded")
+METHODS = ("engine", "batch1", "padded", "sliced")
+DEFAULT_METHODS = "engine,batch1,padded"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,7 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layout", choices=["auto", "packed", "padded"], default="auto", help="engine layout")
     p.add_argument("--chunk-tokens", type=int, default=None, help="engine: tokens per vocabulary chunk")
     p.add_argument("--attn", default="sdpa", help="attention implementation, e.g. sdpa or flash_attention_2")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated subset of " + ",".join(METHODS))
+    p.add_argument("--device-memory", type=float, default=None,
+                   help="sliced: the device memory in GB its slices are sized for (default: this device's)")
+    p.add_argument("--slice-layers", type=int, default=None, help="sliced: decoder layers per slice")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs per method; the median counts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print only the JSON result line")
@@ -193,7 +200,16 @@ def run_method(args) -> dict:
     docs = build_docs(args, vocab, seq_len)
     budget = args.token_budget or engine.default_token_budget(args.device)
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    if args.method == "engine":
+    sliced_stats = None
+    if args.method == "sliced":
+        from subnet.eval.sliced import compute_losses_sliced
+
+        sliced = sliced_from(model, args)
+        model = sliced.model  # the meta-device skeleton: the weights stay in the files until their slice runs
+        kwargs = dict(token_budget=args.token_budget, layout=args.layout, chunk_tokens=args.chunk_tokens)
+        score = lambda d: compute_losses_sliced(sliced, d, **kwargs).nll_sum  # noqa: E731
+        sliced_stats = sliced.stats
+    elif args.method == "engine":
         kwargs = dict(device=args.device, token_budget=args.token_budget, layout=args.layout,
                       chunk_tokens=args.chunk_tokens)
         score = lambda d: engine.compute_losses(model, d, **kwargs).nll_sum  # noqa: E731
@@ -224,7 +240,42 @@ def run_method(args) -> dict:
         "device_name": device_name(args.device),  # this device's own name (cuda:1 is not cuda:0)
         # What actually ran: the engine may switch its model to flash-attention 2; references keep theirs.
         "attn": str(model.config._attn_implementation),
+        "base_mem_bytes": int(meter.base),  # resident at the start: the weights on CUDA (none when sliced)
+        "sliced": None if sliced_stats is None else {
+            "slices": sliced_stats.slices, "layers_per_slice": sliced_stats.layers_per_slice,
+            "largest_slice_bytes": sliced_stats.largest_slice_bytes,
+            "host_state_bytes": sliced_stats.host_state_bytes},
     }
+
+
+def sliced_from(model, args):
+    """The model saved as safetensors in a temporary directory and reopened as a SlicedModel."""
+    import atexit
+    import gc
+    import shutil
+    import tempfile
+
+    import torch
+
+    from subnet.eval.sliced import device_memory_bytes
+    from subnet.eval.sliced_model import SlicedModel
+
+    directory = Path(tempfile.mkdtemp(prefix="bench-sliced-"))
+    atexit.register(shutil.rmtree, directory, True)  # this subprocess ends after one method
+    model.save_pretrained(directory, safe_serialization=True)
+    cls, config, dtype = type(model), model.config, next(model.parameters()).dtype
+    layer_bytes = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())
+    del model
+    gc.collect()
+    if args.device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    if args.slice_layers:
+        slice_bytes = args.slice_layers * layer_bytes
+    else:
+        memory = device_memory_bytes(args.device, int(args.device_memory * 1e9) if args.device_memory else None)
+        slice_bytes = int(0.35 * memory) if memory else layer_bytes  # Competition.slice_above_share's default
+    return SlicedModel(cls, config, sorted(directory.glob("*.safetensors")), torch.device(args.device), dtype,
+                       slice_bytes)
 
 
 def run_in_subprocess(method: str, argv: list[str]) -> dict:
@@ -257,6 +308,8 @@ def summarise(method: str, runs: list[dict], reference: np.ndarray) -> dict:
         "tokens_per_s": first["predicted_tokens"] / seconds,
         "mfu": first["flops"] / seconds / peak if peak else None,
         "peak_mem_bytes": max(r["peak_mem_bytes"] for r in runs),
+        "peak_total_bytes": max(r["peak_mem_bytes"] + r.get("base_mem_bytes", 0) for r in runs),
+        "sliced": first.get("sliced"),
         "max_rel_diff": float(np.nanmax(rel)) if len(rel) else 0.0,
         "mean_rel_diff": float(abs(nll.sum() - reference.sum()) / max(abs(reference.sum()), 1e-12)),
         "all_finite": bool(np.isfinite(nll).all()),
@@ -295,32 +348,41 @@ def main(argv=None) -> None:
         for method in methods:
             runs[method].append(run_in_subprocess(method, child_argv))
     cuda = args.device.startswith("cuda")
+    reference_method = "batch1"
     if cuda:
         reference = np.array(run_in_subprocess("float32", child_argv)["nll"])
     else:
-        reference = np.array(runs.get("batch1", runs[methods[0]])[0]["nll"])  # float32 on CPU already
+        reference_method = "batch1" if "batch1" in runs else methods[0]
+        reference = np.array(runs[reference_method][0]["nll"])  # float32 on CPU already
     rows = [summarise(m, runs[m], reference) for m in methods]
     first = runs[methods[0]][0]
     result = {
         "device": first["device_name"], "model_size": args.model_size, "params": first["params"],
         "vocab": first["vocab"], "seq_len": first["seq_len"], "docs": args.docs,
         "predicted_tokens": first["predicted_tokens"], "threads": first["threads"],
-        "layout": args.layout, "reference": "float32 batch1" if cuda else "batch1 (float32)", "methods": rows,
+        "layout": args.layout, "reference": "float32 batch1" if cuda else f"{reference_method} (float32)",
+        "methods": rows,
     }
     by = {r["method"]: r for r in rows}
-    for other in ("batch1", "padded"):
+    for other in ("batch1", "padded", "sliced"):
         if "engine" in by and other in by:
             result[f"speedup_vs_{other}"] = by[other]["seconds"] / by["engine"]["seconds"]
             result[f"cpu_time_speedup_vs_{other}"] = by[other]["cpu_seconds"] / by["engine"]["cpu_seconds"]
     if not args.json:
         print(f"{result['device']}, {args.model_size} Llama, {result['params'] / 1e6:.1f}M params, vocab {result['vocab']},"
               f" {args.docs} docs, {result['predicted_tokens']} predicted tokens, {result['threads']} threads")
-        print(f"{'method':>8} {'attention':>18} {'tokens/s':>10} {'MFU':>7} {'peak MB':>9} {'max rel diff':>13}")
+        print(f"{'method':>8} {'attention':>18} {'tokens/s':>10} {'MFU':>7} {'peak MB':>9} {'total MB':>9}"
+              f" {'max rel diff':>13}")
         for r in rows:
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
             print(f"{r['method']:>8} {r['attn']:>18} {r['tokens_per_s']:>10.0f} {mfu:>7}"
-                  f" {r['peak_mem_bytes'] / 1e6:>9.1f} {r['max_rel_diff']:>13.2e}")
-        for other in ("batch1", "padded"):
+                  f" {r['peak_mem_bytes'] / 1e6:>9.1f} {r['peak_total_bytes'] / 1e6:>9.1f} {r['max_rel_diff']:>13.2e}")
+            if r["sliced"]:
+                st = r["sliced"]
+                print(f"{'':>8} {st['slices']} slices of {st['layers_per_slice']} layers, largest"
+                      f" {st['largest_slice_bytes'] / 1e6:.1f} MB; hidden states on the host"
+                      f" {st['host_state_bytes'] / 1e6:.1f} MB")
+        for other in ("batch1", "padded", "sliced"):
             if f"speedup_vs_{other}" in result:
                 print(f"engine vs {other}: {result[f'speedup_vs_{other}']:.2f}x wall time,"
                       f" {result[f'cpu_time_speedup_vs_{other}']:.2f}x CPU time")

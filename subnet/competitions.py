@@ -112,6 +112,10 @@ class Competition:
     # a commitment naming it is malformed), so nobody takes mainnet emissions with a toy model.
     devnet_only: bool = False
     generation_check: GenerationCheck = field(default_factory=GenerationCheck)
+    # Sliced evaluation (subnet/eval/sliced.py): a model whose bf16 weights exceed slice_above_share x the
+    # device's memory is scored a slice of layers at a time instead of whole (opt-in per competition).
+    sliced_eval: bool = False
+    slice_above_share: float = 0.35
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -176,6 +180,11 @@ def _validate(c: Competition) -> None:
         fail("sources", "must not list a dataset twice")
     if not isinstance(c.devnet_only, bool):
         fail("devnet_only", f"must be true or false, got {c.devnet_only!r}")
+    if not isinstance(c.sliced_eval, bool):
+        fail("sliced_eval", f"must be true or false, got {c.sliced_eval!r}")
+    if isinstance(c.slice_above_share, bool) or not isinstance(c.slice_above_share, Real) or not (
+            0 < c.slice_above_share <= 1):
+        fail("slice_above_share", f"must be a number in (0, 1], got {c.slice_above_share!r}")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
     _validate_generation(c, fail)
@@ -206,6 +215,8 @@ def _validate_generation(c: Competition, fail) -> None:
         fail("generation_check.max_repeats", f"must be in [1, new_tokens), got {g.max_repeats}")
     if not (0 <= g.max_shared < g.new_tokens):
         fail("generation_check.max_shared", f"must be in [0, new_tokens), got {g.max_shared}")
+    if g.enabled and c.sliced_eval:  # a sliced model has no whole forward to generate from (yet)
+        fail("generation_check", "cannot be enabled together with sliced_eval")
 
 
 _KIND_NAMES = {str: "a string", Integral: "an integer", Real: "a number"}

@@ -152,3 +152,12 @@ def test_model_check_runs_the_check_when_the_competition_enables_it(tmp_path):
     assert check_directory(tmp_path / "stuck", get_competition("tiny"), 16, "cpu")["accepted"] is True  # off
     normal = check_directory(tmp_path / "normal", CHECKED_TINY, 16, "cpu")
     assert normal["accepted"] is True and normal["documents"] == 16
+
+
+def test_a_competition_cannot_ask_for_generation_and_sliced_evaluation_together():
+    """A sliced model never exists whole on the device, so it could not be checked: refused at load."""
+    tiny = get_competition("tiny")
+    dataclasses.replace(tiny, sliced_eval=True)  # each alone is fine
+    dataclasses.replace(tiny, generation_check=GenerationCheck(enabled=True))
+    with pytest.raises(CompetitionError, match="generation_check.*sliced_eval"):
+        dataclasses.replace(tiny, sliced_eval=True, generation_check=GenerationCheck(enabled=True))

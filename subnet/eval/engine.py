@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -61,8 +62,21 @@ def default_layout(device: str | torch.device) -> str:
     return "packed" if torch.device(device).type == "cuda" else "padded"
 
 
+@dataclass
+class BodyInputs:
+    """One forward pass's inputs, on the host: what the body sees for a padded or packed batch."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
+
+
 class _Scorer:
-    """Per-document float64 NLL sums for one model: forward the body, then the token losses."""
+    """Per-document float64 NLL sums for one model: forward the body, then the token losses.
+
+    Each layout is split into inputs, body and sums, so that the sliced runner (subnet/eval/sliced.py)
+    can run the body layer slice by layer slice and still compute its sums here, exactly as now.
+    """
 
     def __init__(self, model: torch.nn.Module, head: OutputHead, device: torch.device, chunk: int):
         self.head, self.device, self.chunk = head, device, chunk
@@ -75,10 +89,23 @@ class _Scorer:
             return self.fused(states, targets)
         return chunked_token_nll(self.head, states, targets, self.chunk)
 
-    def padded(self, rows: list[np.ndarray], use_mask: bool) -> np.ndarray:
-        ids, mask, lengths = pad_right(rows)
-        ids, lengths = ids.to(self.device), lengths.to(self.device)
-        hidden = self.head.hidden_states(ids, mask.to(self.device) if use_mask else None)
+    def body(self, inputs: BodyInputs) -> torch.Tensor:
+        """Last hidden states (batch, width, hidden) on the device."""
+        ids, pos = inputs.ids.to(self.device), inputs.position_ids
+        mask = inputs.mask.to(self.device) if inputs.mask is not None else None
+        if pos is not None and self.varlen:
+            flat_ids, flat_pos = flatten_for_varlen(ids, pos.to(self.device))
+            return self.head.hidden_states(flat_ids, None, flat_pos).reshape(*ids.shape, -1)
+        return self.head.hidden_states(ids, mask, pos.to(self.device) if pos is not None else None)
+
+    @staticmethod
+    def padded_inputs(rows: list[np.ndarray], use_mask: bool) -> BodyInputs:
+        ids, mask, _ = pad_right(rows)
+        return BodyInputs(ids, mask if use_mask else None)
+
+    def padded_sums(self, rows: list[np.ndarray], ids: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:
+        ids = ids.to(self.device)
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long, device=self.device)
         width = ids.shape[1]
         predicts = torch.arange(width - 1, device=self.device)[None, :] < (lengths - 1)[:, None]
         row_of = torch.arange(len(rows), device=self.device)[:, None].expand(-1, width - 1)[predicts]
@@ -86,23 +113,33 @@ class _Scorer:
         del hidden  # freed before the vocabulary projection
         return self._sums(states, ids[:, 1:][predicts], row_of, len(rows))
 
-    def packed(self, docs: list[np.ndarray], batch: PackedBatch) -> dict[int, float]:
+    def padded(self, rows: list[np.ndarray], use_mask: bool) -> np.ndarray:
+        inputs = self.padded_inputs(rows, use_mask)
+        return self.padded_sums(rows, inputs.ids, self.body(inputs))
+
+    @staticmethod
+    def packed_inputs(docs: list[np.ndarray], batch: PackedBatch) -> tuple[BodyInputs, torch.Tensor, torch.Tensor]:
+        """(inputs, doc_of, predicts) of a packed batch (see packing.pack_rows)."""
         ids, pos, doc_of, predicts = pack_rows(docs, batch.rows, batch.width)
-        ids, pos = ids.to(self.device), pos.to(self.device)
-        if self.varlen:
-            flat_ids, flat_pos = flatten_for_varlen(ids, pos)
-            hidden = self.head.hidden_states(flat_ids, None, flat_pos).reshape(*ids.shape, -1)
-        else:
-            hidden = self.head.hidden_states(ids, None, pos)
+        return BodyInputs(ids, None, pos), doc_of, predicts
+
+    def packed_sums(
+        self, docs: list[np.ndarray], batch: PackedBatch, ids: torch.Tensor, doc_of: torch.Tensor,
+        predicts: torch.Tensor, hidden: torch.Tensor,
+    ) -> dict[int, float]:
         members = sorted({d for row in batch.rows for d in row})
         local = torch.full((len(docs),), -1, dtype=torch.long)
         local[members] = torch.arange(len(members))
         where = predicts.to(self.device)
         states = hidden[where]
         del hidden
-        targets = torch.roll(ids, -1, dims=1)[where]
+        targets = torch.roll(ids.to(self.device), -1, dims=1)[where]
         sums = self._sums(states, targets, local[doc_of[predicts]].to(self.device), len(members))
         return dict(zip(members, sums.tolist()))
+
+    def packed(self, docs: list[np.ndarray], batch: PackedBatch) -> dict[int, float]:
+        inputs, doc_of, predicts = self.packed_inputs(docs, batch)
+        return self.packed_sums(docs, batch, inputs.ids, doc_of, predicts, self.body(inputs))
 
     def _sums(self, states: torch.Tensor, targets: torch.Tensor, owner: torch.Tensor, n: int) -> np.ndarray:
         # Summed on the CPU, in order: float64 index_add_ on CUDA uses atomics, whose order (and so the
@@ -221,17 +258,29 @@ def _packing_is_exact(scorer: _Scorer, docs: TokenizedDocuments) -> bool:
     than 6x on each side. The summed loss the probe compared before moved as little as 0.02% under a
     leak in bf16, inside its 3% tolerance.
     """
+    inputs = packing_probe_inputs(docs)
+    if inputs is None:
+        return True
+    packed, alone = (scorer.body(x) for x in inputs)
+    return packing_probe_passes(packed, alone, scorer.head.projection.weight.dtype != torch.float32)
+
+
+def packing_probe_inputs(docs: TokenizedDocuments) -> tuple[BodyInputs, BodyInputs] | None:
+    """Two document prefixes packed in one row, and the second alone; None when there are not two."""
     sample = [np.asarray(t[:PACKING_CHECK_TOKENS]) for t in docs.tokens if len(t) >= 2][:2]
     if len(sample) < 2:
-        return True
-    device, head = scorer.device, scorer.head
+        return None
     ids, pos, _, _ = pack_rows(sample, ((0, 1),), sum(len(s) for s in sample))
-    packed = head.hidden_states(ids.to(device), None, pos.to(device))[0, len(sample[0]):].float()
-    alone = head.hidden_states(torch.as_tensor(sample[1], device=device)[None], None)[0].float()
+    return BodyInputs(ids, None, pos), BodyInputs(torch.as_tensor(sample[1], dtype=torch.long)[None])
+
+
+def packing_probe_passes(packed: torch.Tensor, alone: torch.Tensor, low_precision: bool) -> bool:
+    """The probe's verdict from the hidden states of packing_probe_inputs (packed row, then alone)."""
+    packed = packed[0, packed.shape[1] - alone.shape[1]:].float()
+    alone = alone[0].float()
     if not (torch.isfinite(packed).all() and torch.isfinite(alone).all()):
         return True  # NaN is judged per document later
     moved = float(((packed - alone).norm(dim=-1) / alone.norm(dim=-1).clamp_min(1e-30)).max())
-    low_precision = head.projection.weight.dtype != torch.float32
     return moved <= (PACKING_TOL_HALF if low_precision else PACKING_TOL_FLOAT32)
 
 

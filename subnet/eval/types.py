@@ -68,3 +68,4 @@ class ScoreOutcome:
     detail: str = ""
     seconds: float = 0.0
     tokens_per_s: float = 0.0
+    sliced: bool = False  # scored a slice of layers at a time (subnet/eval/sliced.py)

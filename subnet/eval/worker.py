@@ -23,6 +23,8 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
   'worker_error'  the worker could not read the round's documents (our fault, see validator/faults.py)
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
+In a competition with `sliced_eval`, a model too large for the device is scored a slice of layers at a
+time (subnet/eval/sliced.py); its failures end the same way as above.
 
 A worker never outlives the daemon that started it: it asks the kernel for SIGKILL when its parent
 dies (Linux `PR_SET_PDEATHSIG`), polls its parent's pid as a fallback, and enforces its own time
@@ -99,6 +101,7 @@ def score_models(
     devices: Sequence[str] | None = None,
     max_memory_bytes: int | None = None,
     token_budget: int | None = None,
+    device_memory_bytes: int | None = None,
 ) -> dict[str, ScoreOutcome]:
     """Every job's outcome, keyed by job.key. Never raises for a model's fault.
 
@@ -106,7 +109,9 @@ def score_models(
     too much fails with 'memory_limit' instead of pushing the machine into swap; None picks
     `default_memory_cap`, 0 sets none. GPU workers are capped by the device's own memory (CUDA
     needs a large virtual address space, so no RLIMIT_AS there). `token_budget` is passed to
-    compute_losses.
+    compute_losses. `device_memory_bytes` replaces the device's memory where a competition with
+    `sliced_eval` decides whether to score a model sliced (subnet/eval/sliced.py; on CPU there is no
+    slicing without it).
     """
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
@@ -133,6 +138,7 @@ def score_models(
                             key=job.key, model_dir=str(job.model_dir), competition=competition,
                             docs_path=str(docs_path), result_path=str(Path(tmp) / f"result-{started}.json"),
                             device=slot_device, loader=loader, token_budget=token_budget,
+                            device_memory_bytes=device_memory_bytes,
                             max_memory_bytes=max_memory_bytes if _is_cpu(slot_device) else None,
                             parent_pid=os.getpid(), time_limit_s=(job.timeout_s or timeout_s) + SELF_LIMIT_GRACE_S,
                         )
@@ -253,7 +259,8 @@ def _read_result(path: Path, seconds: float) -> ScoreOutcome | None:
     except (OSError, ValueError):
         return None
     losses = DocLosses.from_bytes(base64.b64decode(data["losses"])) if data.get("losses") else None
-    return ScoreOutcome(losses, data["error"], data["detail"], seconds, data.get("tokens_per_s", 0.0))
+    return ScoreOutcome(losses, data["error"], data["detail"], seconds, data.get("tokens_per_s", 0.0),
+                        bool(data.get("sliced", False)))
 
 
 # ---------------------------------------------------------------- inside the worker process
@@ -339,6 +346,7 @@ def _score_in_worker(request: dict) -> dict:
 
         from subnet.devices import prepare_device
         from subnet.eval.engine import UnsupportedModel, compute_losses
+        from subnet.eval.sliced import compute_losses_sliced, open_sliced
     except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
         return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
     try:
@@ -348,12 +356,19 @@ def _score_in_worker(request: dict) -> dict:
             docs = load_documents(request["docs_path"])
         except Exception as exc:  # noqa: BLE001 - our documents file, not the model: no verdict on the miner
             return failed("worker_error", exc)
-        model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
-        generation = _generation_failure(model, docs, request["competition"], device)
-        if generation is not None:
-            return generation
-        started = time.monotonic()
-        losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
+        sliced = open_sliced(request["model_dir"], request["competition"], device, dtype,
+                             request.get("device_memory_bytes"))
+        started = time.monotonic()  # sliced: reading the weights, slice by slice, is part of scoring
+        if sliced is not None:  # too large for the device (the loader is not used: SlicedModel reads the files)
+            losses = compute_losses_sliced(sliced, docs, token_budget=request.get("token_budget"))
+        else:
+            model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device),
+                                                dtype=dtype)
+            generation = _generation_failure(model, docs, request["competition"], device)
+            if generation is not None:
+                return generation
+            started = time.monotonic()
+            losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.monotonic() - started
@@ -362,6 +377,7 @@ def _score_in_worker(request: dict) -> dict:
             "detail": "",
             "losses": base64.b64encode(losses.to_bytes()).decode(),
             "tokens_per_s": float(losses.n_tokens.sum()) / max(elapsed, 1e-9),
+            "sliced": sliced is not None,
         }
     except ModelRejected as exc:
         return {"error": f"rejected:{exc.reason}", "detail": exc.detail[:DETAIL_LIMIT], "losses": None}

@@ -309,6 +309,12 @@ def check_model_dir(model_dir: Path | str, competition, *, tokenizer_vocab: int 
     return _checked(Path(model_dir), competition, tokenizer_vocab)[4]
 
 
+def inspect_model(model_dir: Path | str, competition, *, tokenizer_vocab: int | None = None):
+    """Every check of check_model_dir; returns (model class, config, meta model, weight files, ModelInfo)
+    for a caller that loads the weights itself (the sliced evaluator, subnet/eval/sliced.py)."""
+    return _checked(Path(model_dir), competition, tokenizer_vocab)
+
+
 def default_dtype(device: str):
     import torch
 
