@@ -209,7 +209,7 @@ def _validate_generation(c: Competition, fail) -> None:
         fail("generation_check.prompts", f"must be in [1, 16], got {g.prompts}")
     if not (1 <= g.new_tokens <= 256):
         fail("generation_check.new_tokens", f"must be in [1, 256], got {g.new_tokens}")
-    if not (1 <= g.prompt_tokens <= c.max_seq_len - g.new_tokens):
+    if not g.prompt_tokens >= 1 or (g.enabled and g.prompt_tokens > c.max_seq_len - g.new_tokens):  # off: unused
         fail("generation_check.prompt_tokens", f"must be in [1, max_seq_len - new_tokens], got {g.prompt_tokens}")
     if not (1 <= g.max_repeats < g.new_tokens):
         fail("generation_check.max_repeats", f"must be in [1, new_tokens), got {g.max_repeats}")

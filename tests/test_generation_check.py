@@ -161,3 +161,11 @@ def test_a_competition_cannot_ask_for_generation_and_sliced_evaluation_together(
     dataclasses.replace(tiny, generation_check=GenerationCheck(enabled=True))
     with pytest.raises(CompetitionError, match="generation_check.*sliced_eval"):
         dataclasses.replace(tiny, sliced_eval=True, generation_check=GenerationCheck(enabled=True))
+
+
+def test_a_short_competition_with_the_check_off_is_valid():
+    """The prompt length only has to fit the sequence when the check runs (tests and toys use short ones)."""
+    short = dataclasses.replace(get_competition("tiny"), max_seq_len=96)  # 100 + 20 would not fit
+    assert not short.generation_check.enabled
+    with pytest.raises(CompetitionError, match="prompt_tokens"):
+        dataclasses.replace(short, generation_check=GenerationCheck(enabled=True))
