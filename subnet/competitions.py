@@ -96,6 +96,9 @@ class Competition:
     # A toy for the devnet and tests: it does not exist on any real chain (no validator scores it there,
     # a commitment naming it is malformed), so nobody takes mainnet emissions with a toy model.
     devnet_only: bool = False
+    # Each model brings its own tokenizer.json (issue 28): checked within bounds and on the round's texts,
+    # and the loss becomes bits per byte of the same texts. `tokenizer` is then only the miners' default.
+    free_tokenizer: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -160,6 +163,8 @@ def _validate(c: Competition) -> None:
         fail("sources", "must not list a dataset twice")
     if not isinstance(c.devnet_only, bool):
         fail("devnet_only", f"must be true or false, got {c.devnet_only!r}")
+    if not isinstance(c.free_tokenizer, bool):
+        fail("free_tokenizer", f"must be true or false, got {c.free_tokenizer!r}")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
     s = c.sampling

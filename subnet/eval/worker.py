@@ -336,7 +336,8 @@ def _score_in_worker(request: dict) -> dict:
         import torch
 
         from subnet.devices import prepare_device
-        from subnet.eval.engine import UnsupportedModel, compute_losses
+        from subnet.eval.engine import UnsupportedModel
+        from subnet.eval.free_tokens import score_documents
     except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
         return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
     try:
@@ -348,7 +349,8 @@ def _score_in_worker(request: dict) -> dict:
             return failed("worker_error", exc)
         model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device), dtype=dtype)
         started = time.monotonic()
-        losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
+        losses = score_documents(model, request["model_dir"], docs, request["competition"].max_seq_len,
+                                 device=device, token_budget=request.get("token_budget"))
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.monotonic() - started
