@@ -145,6 +145,7 @@ CASES: tuple[TokenizerCase, ...] = (
     TokenizerCase("decoder_type", "bad_tokenizer", _set("decoder", {"type": "Custom"})),
     TokenizerCase("regex_nested_repeat", "bad_tokenizer", _pre(_split(r"(\w+\s?)*$"))),
     TokenizerCase("regex_alternation_repeat", "bad_tokenizer", _pre(_split(r"(a|aa)+b"))),
+    TokenizerCase("regex_polynomial", "bad_tokenizer", _pre(_split(r"[ a]*[ b]*[ c]*[ d]*\d"))),
     TokenizerCase("regex_backreference", "bad_tokenizer",
                   _set("normalizer", {"type": "Replace", "pattern": {"Regex": r"(\w)\1"}, "content": "x"})),
     TokenizerCase("regex_oversize", "bad_tokenizer", _pre(_split("a" * 5000))),

@@ -58,6 +58,8 @@ def test_the_field_is_off_by_default_and_must_be_a_bool():
     (r"(ab){3}", True), (r"\(a+\)+", True), (r"[(]+", True),
     (r"(a+)+$", False), (r"(a|aa)*b", False), (r"(a|b){2,}", False), (r"(a)\1", False),
     (r"(?<x>a)\k<x>", False), (r"(?(1)a|b)", False), (r"(a", False),
+    (r"[ a]*[ b]*[ c]*[ d]*\d", False), (r"[ a]*[ b]*[ c]*|[ d]*\d", True), (r"a{2,}b{3,}c+d*", False),
+    (r"\p{L}{1,3}\p{N}{1,3}x{2}y{1,2}", True),
 ])
 def test_regexes_that_backtrack_without_bound_are_named(pattern, safe):
     assert (regex_hazard(pattern) is None) == safe
@@ -124,6 +126,20 @@ def test_a_few_texts_that_fail_the_round_trip_are_failed_documents_more_reject_t
     with pytest.raises(ModelRejected) as err:
         tokenize_free(tok, texts + ["Four"], [f"d{i}" for i in range(6)], 96, 0, 2048)
     assert err.value.reason == "tokenizer_round_trip" and "4 of 6" in err.value.detail
+
+
+def test_a_tokenizer_the_library_gives_up_on_is_rejected_not_crashed():
+    """Oniguruma stops a regex that backtracks too long with a Rust panic (a BaseException in Python)."""
+    from tokenizers import Tokenizer
+
+    from subnet.eval.free_tokens import tokenize_free
+
+    data = json.loads(tiny_tokenizer_json())
+    split = {"type": "Split", "pattern": {"Regex": "(a+)+b"}, "behavior": "Isolated", "invert": False}
+    data["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [split, data["pre_tokenizer"]]}
+    with pytest.raises(ModelRejected) as err:  # past the static checks, as if they had missed it
+        tokenize_free(Tokenizer.from_str(json.dumps(data)), ["a" * 40], ["d"], 96, 0, 2048)
+    assert err.value.reason == "bad_tokenizer" and "PanicException" in err.value.detail
 
 
 def test_ids_past_the_embeddings_reject_the_model_and_long_texts_are_windowed():

@@ -52,7 +52,7 @@ def build_tokenizer(model_dir: Path | str, vocab_rows: int):
 def tokenize_free(tokenizer, texts: list[str], doc_ids: list[str], max_seq_len: int, eos: int,
                   vocab_rows: int) -> FreeTokens:
     """Windows of `[eos] + ids + [eos]` per text that survives the round trip; ModelRejected past the bounds."""
-    encoded = tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
+    encoded = _guarded("encoding the texts", tokenizer.encode_batch, texts, add_special_tokens=False) if texts else []
     failed = np.zeros(len(texts), dtype=bool)
     windows, owner = [], []
     for i, (text, enc) in enumerate(zip(texts, encoded)):
@@ -64,7 +64,7 @@ def tokenize_free(tokenizer, texts: list[str], doc_ids: list[str], max_seq_len: 
         if ids and max(ids) >= vocab_rows:
             raise ModelRejected("tokenizer_ids", f"document {doc_ids[i]} encodes to id {max(ids):,}, the model's "
                                                  f"embeddings have {vocab_rows:,} rows")
-        if tokenizer.decode(ids, skip_special_tokens=False) != text:
+        if _guarded(f"decoding document {doc_ids[i]}", tokenizer.decode, ids, skip_special_tokens=False) != text:
             failed[i] = True
             continue
         for piece in _windows([eos, *ids, eos], max_seq_len):
@@ -79,6 +79,17 @@ def tokenize_free(tokenizer, texts: list[str], doc_ids: list[str], max_seq_len: 
                               n_bytes=np.zeros(len(windows), dtype=np.int64),
                               truncated=np.zeros(len(windows), dtype=bool))
     return FreeTokens(docs, np.asarray(owner, dtype=np.int64), failed)
+
+
+def _guarded(what: str, call, *args, **kwargs):
+    """`call(...)`, with the library's failures as the model's: the Rust library panics with pyo3's
+    PanicException, a BaseException (Oniguruma gives up on a regex that backtracks too long that way)."""
+    try:
+        return call(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as e:  # noqa: BLE001 - see the docstring
+        raise ModelRejected("bad_tokenizer", f"the tokenizer failed {what}: {type(e).__name__}: {e}"[:500]) from None
 
 
 def _windows(seq: list[int], max_seq_len: int) -> list[list[int]]:
