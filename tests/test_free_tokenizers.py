@@ -107,6 +107,19 @@ def test_texts_are_cut_on_characters_to_the_same_bytes_for_every_model():
     assert docs.n_bytes[0] == len(docs.texts[0].encode()) <= BYTES_PER_POSITION * 100 and docs.truncated[0]
 
 
+def test_the_documents_file_carries_the_texts_exactly(tmp_path):
+    from subnet.data.types import Document
+    from subnet.eval.docfile import load_documents, save_documents
+
+    texts = ["plain", "naïve café €5 — 日本語 🙂", "", "tab\tand\nnewline"]
+    docs = text_documents([Document(f"d{i}", t) for i, t in enumerate(texts)], 96, "dig")
+    back = load_documents(save_documents(docs, tmp_path / "docs.npz"))
+    assert back.texts == texts and back.n_bytes.tolist() == [len(t.encode()) for t in texts]
+    assert back.subset([1, 3]).texts == [texts[1], texts[3]]
+    fixed = replace(docs, texts=None)
+    assert load_documents(save_documents(fixed, tmp_path / "fixed.npz")).texts is None  # as before
+
+
 def _uppercase_tokenizer():
     from tokenizers import Tokenizer
 

@@ -22,6 +22,9 @@ turns every way a worker can end into a ScoreOutcome with a short error code:
 
 Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one worker per device.
 
+In a free-tokenizer round the documents file holds the texts, and the worker tokenizes them with the
+model's own tokenizer.json (`subnet.eval.free_tokens`), inside the same time and memory limits.
+
 A worker never outlives the daemon that started it: it asks the kernel for SIGKILL when its parent
 dies (Linux `PR_SET_PDEATHSIG`), polls its parent's pid as a fallback, and enforces its own time
 limit, so a `kill -9` of the daemon or a hung model leaves nothing running. The documents file
