@@ -211,3 +211,22 @@ def test_the_worker_scores_free_models_and_turns_hostile_tokenizers_into_reasons
         np.testing.assert_array_equal(out[name].losses.n_bytes, docs.n_bytes)
     for name, case in hostile.items():
         assert out[name].error == f"rejected:{case.reason}", (name, out[name])
+
+
+def test_a_document_that_fails_the_round_trip_loses_its_pair_like_an_infinite_loss():
+    from subnet.eval.types import STATUS_FAILED, STATUS_OK, DocLosses
+    from subnet.scoring.loss import document_values
+    from subnet.scoring.windows import fold_pair, window_stat
+
+    n_bytes = np.full(20, 400)
+    ok = np.full(20, STATUS_OK, dtype=np.int8)
+    honest = DocLosses(np.full(20, 300.0), np.full(20, 100), n_bytes, ok)
+    failed = ok.copy()
+    failed[3] = STATUS_FAILED
+    better_but_broken = DocLosses(np.full(20, 150.0), np.full(20, 90), n_bytes, failed)  # half the bits, one failure
+    (a, per), (b, _) = document_values(honest, True), document_values(better_but_broken, True)
+    assert np.isnan(b[3]) and per.tolist() == n_bytes.tolist()
+    stat = window_stat(1, a, b, per)
+    verdict = fold_pair([stat], lambda w: 0.0)
+    assert (stat.earlier_failed, stat.later_failed) == (0, 1)
+    assert not verdict.later_wins and verdict.decided_by_failures
