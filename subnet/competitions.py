@@ -116,6 +116,9 @@ class Competition:
     # device's memory is scored a slice of layers at a time instead of whole (opt-in per competition).
     sliced_eval: bool = False
     slice_above_share: float = 0.35
+    # Each model brings its own tokenizer.json (issue 28): checked within bounds and on the round's texts,
+    # and the loss becomes bits per byte of the same texts. `tokenizer` is then only the miners' default.
+    free_tokenizer: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, list):  # as `to_dict` writes them
@@ -185,6 +188,10 @@ def _validate(c: Competition) -> None:
     if isinstance(c.slice_above_share, bool) or not isinstance(c.slice_above_share, Real) or not (
             0 < c.slice_above_share <= 1):
         fail("slice_above_share", f"must be a number in (0, 1], got {c.slice_above_share!r}")
+    if not isinstance(c.free_tokenizer, bool):
+        fail("free_tokenizer", f"must be true or false, got {c.free_tokenizer!r}")
+    if c.free_tokenizer and c.sliced_eval:  # a sliced pass takes the round's tokens, not each model's own
+        fail("free_tokenizer", "cannot be enabled together with sliced_eval")
     if not (0 < c.reward_share <= 1):
         fail("reward_share", f"must be in (0, 1], got {c.reward_share}")
     _validate_generation(c, fail)
@@ -217,6 +224,8 @@ def _validate_generation(c: Competition, fail) -> None:
         fail("generation_check.max_shared", f"must be in [0, new_tokens), got {g.max_shared}")
     if g.enabled and c.sliced_eval:  # a sliced model has no whole forward to generate from (yet)
         fail("generation_check", "cannot be enabled together with sliced_eval")
+    if g.enabled and c.free_tokenizer:  # its prompts are the competition's tokens; a free round has texts
+        fail("generation_check", "cannot be enabled together with free_tokenizer")
 
 
 _KIND_NAMES = {str: "a string", Integral: "an integer", Real: "a number"}

@@ -169,3 +169,12 @@ def test_a_short_competition_with_the_check_off_is_valid():
     assert not short.generation_check.enabled
     with pytest.raises(CompetitionError, match="prompt_tokens"):
         dataclasses.replace(short, generation_check=GenerationCheck(enabled=True))
+
+
+def test_free_tokenizers_exclude_the_generation_check_and_slicing():
+    """Both read the round's competition tokens; a free round gives each model texts instead."""
+    tiny = dataclasses.replace(get_competition("tiny"), free_tokenizer=True)
+    with pytest.raises(CompetitionError, match="generation_check.*free_tokenizer"):
+        dataclasses.replace(tiny, generation_check=GenerationCheck(enabled=True))
+    with pytest.raises(CompetitionError, match="free_tokenizer.*sliced_eval"):
+        dataclasses.replace(tiny, sliced_eval=True)

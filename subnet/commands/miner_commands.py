@@ -157,6 +157,8 @@ def train(
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw | muon (Muon for hidden matrices)."),
     dataset: str = typer.Option("", "--dataset", help="'' = the competition's; synthetic | fineweb | parquet:DIR"),
     seed: int = typer.Option(1337, "--seed", help="Seed of the initial weights and the data order."),
+    tokenizer: str = typer.Option("", "--tokenizer", help="The model's own tokenizer (a directory with "
+                                  "tokenizer.json); only for a competition with free tokenizers."),
     device: str = DEVICE,
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     checkpoint_every: int = typer.Option(0, "--checkpoint-every", help="Steps between checkpoints (0: end only)."),
@@ -179,7 +181,8 @@ def train(
         config = TrainConfig(
             competition=competition, init=init, out_dir=out_dir, steps=steps, micro_batch_size=micro_batch_size,
             grad_accum=grad_accum, seq_len=seq_len, lr=lr, warmup_steps=warmup_steps, optimizer=optimizer,
-            dataset=dataset, seed=seed, device=device, compile=compile_model, checkpoint_every=checkpoint_every,
+            dataset=dataset, seed=seed, tokenizer=tokenizer, device=device, compile=compile_model,
+            checkpoint_every=checkpoint_every,
             resume=resume, log_every=log_every, progress=progress,
         )
         config = dataclasses.replace(config, **parse_overrides(overrides))

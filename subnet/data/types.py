@@ -80,6 +80,8 @@ class TokenizedDocuments:
     tokenizer: str = ""
     digest: str = ""  # of the round's documents (RoundData.digest)
     extra: dict = field(default_factory=dict)
+    # A free-tokenizer competition's texts (each model tokenizes them itself; `tokens` are then empty).
+    texts: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -97,4 +99,5 @@ class TokenizedDocuments:
             truncated=self.truncated[idx],
             tokenizer=self.tokenizer,
             digest=self.digest,
+            texts=None if self.texts is None else [self.texts[i] for i in idx],
         )

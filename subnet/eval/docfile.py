@@ -24,8 +24,25 @@ def save_documents(docs: TokenizedDocuments, path: str | Path) -> Path:
             doc_ids=np.array(docs.doc_ids, dtype=np.str_),
             tokenizer=np.array(docs.tokenizer),
             digest=np.array(docs.digest),
+            **_text_arrays(docs.texts),
         )
     return path
+
+
+def _text_arrays(texts: list[str] | None) -> dict:
+    """A free-tokenizer round's texts as one UTF-8 byte array and their lengths (no fixed-width strings)."""
+    if texts is None:
+        return {}
+    encoded = [t.encode("utf-8") for t in texts]
+    return {"text_bytes": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+            "text_lengths": np.array([len(b) for b in encoded], dtype=np.int64)}
+
+
+def _texts(data) -> list[str] | None:
+    if "text_bytes" not in data.files:
+        return None
+    raw, bounds = data["text_bytes"].tobytes(), np.concatenate([[0], np.cumsum(data["text_lengths"])])
+    return [raw[bounds[i]:bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
 
 
 def load_documents(path: str | Path) -> TokenizedDocuments:
@@ -39,4 +56,5 @@ def load_documents(path: str | Path) -> TokenizedDocuments:
             truncated=data["truncated"].copy(),
             tokenizer=str(data["tokenizer"]),
             digest=str(data["digest"]),
+            texts=_texts(data),
         )

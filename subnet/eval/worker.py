@@ -26,6 +26,9 @@ Several devices (`devices=['cuda:0', 'cuda:1']`) score models in parallel, one w
 In a competition with `sliced_eval`, a model too large for the device is scored a slice of layers at a
 time (subnet/eval/sliced.py); its failures end the same way as above.
 
+In a free-tokenizer round the documents file holds the texts, and the worker tokenizes them with the
+model's own tokenizer.json (`subnet.eval.free_tokens`), inside the same time and memory limits.
+
 A worker never outlives the daemon that started it: it asks the kernel for SIGKILL when its parent
 dies (Linux `PR_SET_PDEATHSIG`), polls its parent's pid as a fallback, and enforces its own time
 limit, so a `kill -9` of the daemon or a hung model leaves nothing running. The documents file
@@ -345,7 +348,8 @@ def _score_in_worker(request: dict) -> dict:
         import torch
 
         from subnet.devices import prepare_device
-        from subnet.eval.engine import UnsupportedModel, compute_losses
+        from subnet.eval.engine import UnsupportedModel
+        from subnet.eval.free_tokens import score_documents
         from subnet.eval.sliced import compute_losses_sliced, open_sliced
     except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
         return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
@@ -368,7 +372,8 @@ def _score_in_worker(request: dict) -> dict:
             if generation is not None:
                 return generation
             started = time.monotonic()
-            losses = compute_losses(model, docs, device=device, token_budget=request.get("token_budget"))
+            losses = score_documents(model, request["model_dir"], docs, request["competition"].max_seq_len,
+                                     device=device, token_budget=request.get("token_budget"))
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.monotonic() - started

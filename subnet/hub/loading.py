@@ -279,9 +279,15 @@ def _checked(model_dir: Path, competition, tokenizer_vocab: int | None):
         )
     if positions < competition.max_seq_len:
         raise ModelRejected("seq_len", f"model handles {positions} positions, {competition.id} needs {competition.max_seq_len}")
-    need = tokenizer_vocab if tokenizer_vocab is not None else tokenizer_vocab_size(competition.tokenizer)
-    if need is not None and vocab < need:
-        raise ModelRejected("vocab_mismatch", f"vocab_size {vocab} is smaller than the tokenizer's {need}")
+    if getattr(competition, "free_tokenizer", False):  # the model's own tokenizer.json, within bounds
+        from subnet.hub.tokenizer_file import read_tokenizer_file, separator_id
+
+        separator_id(getattr(config, "eos_token_id", None), vocab)
+        read_tokenizer_file(model_dir, vocab)
+    else:
+        need = tokenizer_vocab if tokenizer_vocab is not None else tokenizer_vocab_size(competition.tokenizer)
+        if need is not None and vocab < need:
+            raise ModelRejected("vocab_mismatch", f"vocab_size {vocab} is smaller than the tokenizer's {need}")
     if not (model_dir / INDEX_NAME).is_file() and not (model_dir / WEIGHTS_NAME).is_file():
         raise ModelRejected("no_safetensors", f"neither {WEIGHTS_NAME} nor {INDEX_NAME} is present")
     try:

@@ -267,6 +267,10 @@ def reference_set(competition: Competition, n_documents: int = 0, dataset: str =
 
     source = make_training_source(competition, dataset)
     documents = reference_documents(source, n_documents or competition.sampling.max_documents)
+    if competition.free_tokenizer:  # each model tokenizes the texts itself, as in a validator's round
+        from subnet.data.texts import text_documents
+
+        return text_documents(documents, competition.max_seq_len)
     tokenizer = load_tokenizer(competition.tokenizer)
     return tokenize_documents(documents, tokenizer, competition.max_seq_len)
 
@@ -275,14 +279,15 @@ def score_model(model_dir: Path | str, competition: Competition, docs, device: s
     """Per-document losses (`DocLosses`) with the validator's loader and engine (in-process)."""
     import torch
 
-    from subnet.eval.engine import compute_losses
+    from subnet.eval.free_tokens import score_documents
     from subnet.hub.loading import load_model
     from subnet.progress import WorkProgress
 
     model = load_model(Path(model_dir), competition, device=device)
     try:
         with WorkProgress(f"scoring {Path(model_dir).name}", len(docs), "docs") as progress:
-            return compute_losses(model, docs, device=device, on_documents=progress.advance)
+            return score_documents(model, model_dir, docs, competition.max_seq_len, device=device,
+                                   on_documents=progress.advance)
     finally:
         del model
         if device.startswith("cuda"):
@@ -304,12 +309,13 @@ def benchmark(
 ) -> BenchmarkReport:
     docs = reference_set(competition, n_documents, dataset)
     device = resolve_device(device)
-    from subnet.scoring.loss import document_nll
+    from subnet.scoring.loss import document_values
 
-    candidate = score_model(candidate_dir, competition, docs, device)
-    incumbent = score_model(incumbent_dir, competition, docs, device)
-    return compare_losses(document_nll(candidate), document_nll(incumbent), incumbent_age_blocks,
-                          competition.advantage, tokens=candidate.n_tokens, incumbent_block=incumbent_block,
+    candidate, per = document_values(score_model(candidate_dir, competition, docs, device), competition.free_tokenizer)
+    incumbent, _ = document_values(score_model(incumbent_dir, competition, docs, device), competition.free_tokenizer)
+    # Free tokenizers: bits over the texts' bytes (the same for both models), as validators compare them.
+    return compare_losses(candidate, incumbent, incumbent_age_blocks,
+                          competition.advantage, tokens=per, incumbent_block=incumbent_block,
                           confidence=confidence, earned_eps=earned_eps)
 
 

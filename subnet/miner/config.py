@@ -24,6 +24,9 @@ class TrainConfig:
     init: str = "scratch"  # "scratch" (reference config), a local model directory, or "chain"
     out_dir: str = "runs/tiny"
     seed: int = 1337
+    # A directory (or Hub id) of the model's own tokenizer; only for a competition with free tokenizers.
+    # "" = the competition's tokenizer.
+    tokenizer: str = ""
     # --- data: a source as the validator builds it (subnet.data.sources.make_source)
     dataset: str = ""  # "" = the competition's own; "synthetic", "fineweb", "parquet:DIR", "stream:REPO[:CONFIG]|DIR"
     seq_len: int = 0  # tokens per training sequence; 0 = the competition's max_seq_len

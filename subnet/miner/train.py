@@ -101,7 +101,10 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     competition = get_competition(config.competition)
     from subnet.data.tokenizer import load_tokenizer
 
-    tokenizer = load_tokenizer(competition.tokenizer)
+    if config.tokenizer and not competition.free_tokenizer:
+        raise ValueError(f"competition {competition.id} scores every model with its tokenizer "
+                         f"{competition.tokenizer}; --tokenizer is only for competitions with free tokenizers")
+    tokenizer = load_tokenizer(config.tokenizer or competition.tokenizer)
     seq_len = config.seq_len or competition.max_seq_len
     out_dir = Path(config.out_dir)
     if not config.resume and env.is_main:  # other ranks may find rank 0's first files already there

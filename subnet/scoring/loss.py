@@ -12,7 +12,9 @@ tells us, and it is what "loss per token" means everywhere else.
 Why not bits per byte: both models of a competition share its tokenizer, so they predict the
 same tokens of the same bytes. The ratio of their bits per byte equals the ratio of their total
 NLL, which equals the ratio of their per-token losses: the decision does not depend on the unit.
-Nats per token is what the miner's training loop prints, so we report that.
+Nats per token is what the miner's training loop prints, so we report that. A competition with free
+tokenizers (each model its own) is the exception: there only the bytes are common to all models, so
+its loss is total NLL in bits over total UTF-8 bytes of the same texts (`document_values`).
 
 Documents are the independent units (the round samples them). The comparison statistic is the
 log of the loss ratio, `theta = log(L_later / L_earlier)`; its variance comes from the delta
@@ -59,6 +61,15 @@ def relative(log_ratio: float) -> float:
 def document_nll(losses) -> np.ndarray:
     """A `DocLosses`' summed NLL per document, NaN where the document failed or predicted nothing."""
     return np.where(np.isnan(losses.per_token()), np.nan, np.asarray(losses.nll_sum, dtype=np.float64))
+
+
+def document_values(losses, per_byte: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each document's loss sum and the weight it is divided by: (nats, predicted tokens), or with
+    `per_byte` (free tokenizers) (bits, UTF-8 bytes), so models of different tokenizers compare."""
+    nll = document_nll(losses)
+    if not per_byte:
+        return nll, np.asarray(losses.n_tokens, dtype=np.float64)
+    return nll / math.log(2), np.asarray(losses.n_bytes, dtype=np.float64)
 
 
 def _groups(n: int, groups, group_weights) -> tuple[np.ndarray, np.ndarray]:

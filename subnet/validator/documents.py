@@ -53,6 +53,10 @@ def prepare_documents(deps: RoundDeps, seed: str, competition: Competition,
                                      identity=round_data.identity(), error=problem)
     if problem is not None:
         raise RoundDataError(f"{competition.id}: {problem}")
+    if competition.free_tokenizer:  # each model tokenizes the texts itself, in its scoring worker
+        from subnet.data.texts import text_documents
+
+        return round_data, text_documents(round_data.documents, competition.max_seq_len, round_data.digest)
     tokenizer = deps.tokenizers.get(competition.tokenizer)
     if tokenizer is None:
         tokenizer = deps.tokenizers[competition.tokenizer] = load_tokenizer(competition.tokenizer)
@@ -129,7 +133,7 @@ def inprocess_scorer(device: str) -> Scorer:
     """Scores in this process (devnet, tests): faster to start, no isolation from a hostile model."""
 
     def score(jobs: Sequence[ScoreJobSpec], competition: Competition, docs: TokenizedDocuments):
-        from subnet.eval.engine import compute_losses
+        from subnet.eval.free_tokens import score_documents
         from subnet.hub.loading import load_model
         from subnet.progress import WorkProgress
 
@@ -139,7 +143,8 @@ def inprocess_scorer(device: str) -> Scorer:
             try:
                 model = load_model(job.model_dir, competition, device=device.split(",")[0])
                 with WorkProgress(f"scoring {job.key[:12]}", len(docs), "docs") as progress:
-                    losses = compute_losses(model, docs, device=device.split(",")[0], on_documents=progress.advance)
+                    losses = score_documents(model, job.model_dir, docs, competition.max_seq_len,
+                                             device=device.split(",")[0], on_documents=progress.advance)
                 del model
             except ModelRejected as e:
                 out[job.key] = ScoreOutcome(None, f"rejected:{e.reason}", e.detail, time.perf_counter() - start)

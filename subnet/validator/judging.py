@@ -24,7 +24,7 @@ import numpy as np
 from subnet.competitions import Competition
 from subnet.eval.types import DocLosses, ScoreOutcome
 from subnet.scoring.decide import Decision, Entry, decide
-from subnet.scoring.loss import competition_loss, document_nll
+from subnet.scoring.loss import competition_loss, document_values
 from subnet.scoring.windows import WindowStat, window_stat
 from subnet.validator.state import (
     MODEL_FAILED,
@@ -64,13 +64,14 @@ def window_evidence(competition: Competition, window: int, digest: str | None, m
     weights = [s.weight for s in competition.weighted_sources]
     by_id = {m.id: m for m in models.values()}
     new = {k: v for k, v in scored.items() if models[k].id not in before}
-    nll = {k: document_nll(v) for k, v in new.items()}
-    tokens = {k: np.asarray(v.n_tokens, dtype=np.float64) for k, v in new.items()}
+    per_byte = competition.free_tokenizer
+    nll, tokens = {}, {}
+    for k, v in new.items():
+        nll[k], tokens[k] = document_values(v, per_byte)
     for model_id, s in before.items():
         m = by_id.get(model_id)
         if m is not None and s.losses is not None and m.hotkey not in nll:
-            old = DocLosses.from_bytes(s.losses)
-            nll[m.hotkey], tokens[m.hotkey] = document_nll(old), np.asarray(old.n_tokens, dtype=np.float64)
+            nll[m.hotkey], tokens[m.hotkey] = document_values(DocLosses.from_bytes(s.losses), per_byte)
     scores = [WindowScore(competition.id, window, models[k].id, k, len(v), int(np.isfinite(nll[k]).sum()), digest,
                           v.to_bytes()) for k, v in sorted(new.items())]
     pairs = []
@@ -131,9 +132,9 @@ def result_rows(competition: Competition, models: Mapping[str, ModelRecord], key
     for key in sorted(keys):
         outcome = outcomes.get(key)
         losses = outcome.losses if outcome is not None else None
-        nll = document_nll(losses) if losses is not None else None
+        nll, per = document_values(losses, competition.free_tokenizer) if losses is not None else (None, None)
         finite = int(np.isfinite(nll).sum()) if nll is not None else 0
-        interval = competition_loss(nll, losses.n_tokens, groups, weights, confidence) if finite else None
+        interval = competition_loss(nll, per, groups, weights, confidence) if finite else None
         error = fetch_failed.get(key) or (outcome.error if outcome else "not_scored") or decision.failed.get(key, "")
         rows.append(ResultRow(
             competition=competition.id, hotkey=key, uid=models[key].uid, model_id=models[key].id,
