@@ -34,6 +34,12 @@ class ChainModel:
     hotkey: str
     block: int  # commitment block: the model's birth
     uid: int | None = None
+    share: float = 0.0  # its share of the last epoch's incentive (0: the chain pays it nothing yet)
+
+    def describe(self) -> str:
+        held = (f"holds {self.share:.1%} of the subnet's incentive" if self.share > 0
+                else "no validator weight on chain yet: the newest commitment")
+        return f"{self.ref.short()} (uid {self.uid}, committed at block {self.block}; {held})"
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,7 @@ def best_model_on_chain(
         except (ModelRejected, StoreError) as e:
             log.warning("skipping %s (uid %s): %s", cand.ref.short(), cand.uid, e)
             continue
-        return ChainModel(path, cand.ref, cand.commitment.hotkey, cand.commitment.block, cand.uid)
+        return ChainModel(path, cand.ref, cand.commitment.hotkey, cand.commitment.block, cand.uid, cand.standing)
     return None
 
 
