@@ -270,3 +270,19 @@ def test_a_fresh_hotkey_registers_on_a_devnet_and_upload_says_how(devnet):
 
     real = run_cli("register", "--network", "finney", "--netuid", "9")
     assert real.returncode == 2 and "btcli subnets register --netuid 9" in real.stderr
+
+
+def test_train_json_keeps_stdout_for_the_json_and_the_run_describes_itself(tmp_path):
+    from subnet import __version__, git_commit
+
+    out = tmp_path / "run"
+    args = [a if a != "400" else "4" for a in TRAIN]
+    run = run_cli("train", "--json", "--out-dir", str(out), *args)
+    assert run.returncode == 0, run.stderr
+    [line] = run.stdout.splitlines()  # progress went to stderr
+    summary = json.loads(line)
+    assert summary["steps"] == 4 and "step      4/4" in run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["steps"] == 4 and record["config"]["seq_len"] == 32 and record["competition"] == "tiny"
+    assert record["started"]["version"] == __version__ and record["started"]["commit"] == git_commit()
+    assert "--out-dir" in record["started"]["command"] and summary["run"] == str(out / "run.json")

@@ -157,6 +157,9 @@ def test_cli_upload_on_devnet_benchmarks_against_the_chain_incumbent(world):
     ref = ModelRef.parse(run.stdout.strip().splitlines()[-1])
     assert f"incumbent on chain: {incumbent_ref.short()}" in run.stdout
     assert "benchmark:" in run.stdout
+    # The verdict uses the validators' default advantage, as `subnet miner benchmark` does: in mode
+    # "earned" an incumbent of unknown earnings may hold the cap (1%), not eps0.
+    assert TINY.advantage.mode == "earned" and "incumbent advantage 1.0000%" in run.stdout
     assert committed(world["chain"], world["hotkey"]).data == ref.encode()
 
 
