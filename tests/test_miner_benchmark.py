@@ -102,7 +102,7 @@ def rendered(table) -> str:
 
 
 def test_the_width_ratio_is_worded_the_right_way_round_in_both_directions():
-    from subnet.miner.benchmark import report_table
+    from subnet.miner.benchmark_report import report_table
 
     cand, inc = losses_pair(0.005, noise=0.004)
     narrower = compare_losses(cand, inc, 0, SCHEDULE)
@@ -119,7 +119,7 @@ def test_the_width_ratio_is_worded_the_right_way_round_in_both_directions():
 
 
 def test_the_plot_shows_the_tables_loss_not_the_mean_of_document_losses(tmp_path):
-    from subnet.miner.benchmark import histogram_labels, interval_curves, plot_report
+    from subnet.miner.benchmark_report import histogram_labels, interval_curves, plot_report
 
     rng = np.random.default_rng(2)
     tokens = rng.integers(5, 400, 300).astype(float)  # long documents are easier: the two means differ

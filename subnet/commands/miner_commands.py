@@ -154,7 +154,7 @@ def benchmark(
     """Would CANDIDATE beat the incumbent? Both scored as validators score, on held-out documents."""
     from subnet.hub.errors import ModelRejected
     from subnet.miner.benchmark import benchmark as run_benchmark
-    from subnet.miner.benchmark import plot_report, report_table
+    from subnet.miner.benchmark_report import plot_report, report_table
 
     comp = competition_for(competition, competitions_file, network, on_chain=incumbent == "chain")
     console = output_console(stderr=as_json)

@@ -17,7 +17,6 @@ model, every rank its shard of a sharded checkpoint.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import math
@@ -39,13 +38,11 @@ from subnet.competitions import Competition, get_competition
 from subnet.miner import sharding
 from subnet.miner.checkpoint import (
     MODEL_SUBDIR,
-    capture_rng,
     load_trainer_state,
     resolve_resume,
     restore_rng,
-    save_checkpoint,
     save_model_dir,
-    staging_dir,
+    write_checkpoint,
 )
 from subnet.miner.config import TrainConfig
 from subnet.miner.data import (
@@ -283,7 +280,7 @@ def _collect(run: _Run, pending: list[torch.Tensor]) -> None:
 
 
 def _checkpoint(run: _Run) -> Path | None:
-    path = checkpoint(run.out_dir, run.step, run.model, run.tokenizer, run.optimizers, run.stream, run.losses,
+    path = write_checkpoint(run.out_dir, run.step, run.model, run.tokenizer, run.optimizers, run.stream, run.losses,
                       run.config, run.env, run.mode)
     if path is not None:
         run.checkpoints.append(path)
@@ -360,39 +357,6 @@ def check_resumable(config: TrainConfig, saved: dict, world_size: int) -> None:
                          "start a new run (--init the checkpoint's model/ directory) instead")
     if len(saved["ranks"]) != world_size:
         raise ValueError(f"checkpoint was written by {len(saved['ranks'])} process(es), this run has {world_size}")
-
-
-def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: ShardedStreams, losses: list[float],
-               config: TrainConfig, env: "Distributed", mode: str = "none") -> Path | None:
-    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0.
-
-    A sharded run also writes every rank's shard of weights and optimizer states (DCP) and a
-    consolidated model; its trainer state then holds no optimizer state of its own."""
-    mine = {"rng": capture_rng(), "data": stream.state_dict()}
-    ranks = [mine]
-    if env.world_size > 1:
-        # Tensors inside all_gather_object do not survive the trip (torch pickles their storages
-        # untyped), so each rank sends its state as torch.save bytes.
-        buffer = io.BytesIO()
-        torch.save(mine, buffer)
-        gathered: list = [None] * env.world_size
-        dist.all_gather_object(gathered, buffer.getvalue())
-        ranks = [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
-    path, staged, plain = None, None, model
-    if mode == "fsdp":
-        staged = staging_dir(out_dir, step)
-        sharding.save_sharded_state(model, optimizers, staged / sharding.DCP_SUBDIR)
-        plain = sharding.consolidated_model(model)
-    if env.is_main:
-        state = {
-            "step": step, "losses": list(losses), "config": config.to_dict(), "ranks": ranks,
-            "optimizers": [] if mode == "fsdp" else [opt.state_dict() for opt in optimizers],
-            "sharded": mode == "fsdp",
-        }
-        path = save_checkpoint(out_dir, step, plain, tokenizer, state, keep=config.keep_checkpoints, staged=staged)
-    if env.world_size > 1:
-        dist.barrier()
-    return path
 
 
 def seed_everything(seed: int) -> None:
