@@ -1,10 +1,12 @@
-"""`subnet miner train | benchmark | compare | upload`: the miner's jobs.
+"""`subnet miner train | benchmark | compare | upload | register`: the miner's jobs.
 
 Flags follow bittensor's style (--netuid, --network, --wallet.name, --wallet.hotkey,
 --wallet.path) so miners' existing scripts carry over; `--network devnet:PATH` runs against the
 embedded local chain and `--store local:DIR` against a directory store. Shared flags also read
 SUBNET_* environment variables (and btcli's BT_NETWORK, BT_WALLET, BT_WALLET_HOTKEY, BT_WALLET_PATH);
-uploads to the Hugging Face Hub use the token in HF_TOKEN (or `hf auth login`).
+uploads to the Hugging Face Hub use the token in HF_TOKEN (or `hf auth login`). Every command leaves
+a domain failure (an unreachable chain, a refused upload) as one line `error: ...` and exit 1
+(`miner_options.domain_errors`); results go to stdout, progress and tables under --json to stderr.
 """
 
 from __future__ import annotations
