@@ -286,3 +286,16 @@ def test_train_json_keeps_stdout_for_the_json_and_the_run_describes_itself(tmp_p
     assert record["config"]["steps"] == 4 and record["config"]["seq_len"] == 32 and record["competition"] == "tiny"
     assert record["started"]["version"] == __version__ and record["started"]["commit"] == git_commit()
     assert "--out-dir" in record["started"]["command"] and summary["run"] == str(out / "run.json")
+
+
+def test_a_resume_adds_to_the_run_record_instead_of_rewriting_how_the_run_began(tmp_path):
+    from subnet.miner.config import TrainConfig
+    from subnet.miner.run_dir import write_run_record
+
+    write_run_record(tmp_path, TrainConfig(competition="tiny", steps=10), "tiny", 1, "cpu")
+    write_run_record(tmp_path, TrainConfig(competition="tiny", steps=20, resume="latest"), "tiny", 2, "cpu",
+                     resumed_at=10)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["config"]["steps"] == 10 and record["started"]["world_size"] == 1
+    [resume] = record["resumes"]
+    assert resume["step"] == 10 and resume["config"]["steps"] == 20 and resume["world_size"] == 2
