@@ -256,6 +256,8 @@ def test_a_fresh_hotkey_registers_on_a_devnet_and_upload_says_how(devnet):
     model_dir.mkdir()
     unregistered = CliRunner().invoke(app, upload_args(tmp_path, model_dir, "stranger"))
     assert "subnet miner register --network devnet:" in one_error_line(unregistered.output)
+    keyless = CliRunner().invoke(app, upload_args(tmp_path, model_dir, "newcomer"))
+    assert "subnet miner register --network devnet:" in one_error_line(keyless.output) and "--create" in keyless.output
 
     missing = CliRunner().invoke(app, ["register", "--network", network, *wallet_args])
     assert missing.exit_code == 1 and "--create" in one_error_line(missing.output)

@@ -303,13 +303,18 @@ def _upload_preflight(wallet, network: str, netuid: int, model_store, namespace:
     from subnet.chain.factory import DEVNET_PREFIX
     from subnet.preflight import check_hub_write, hotkey_address, read_metagraph, registered_neuron
 
+    devnet = network.startswith(DEVNET_PREFIX)
+    join = (f"`subnet miner register --network {network} --wallet.path {wallet.path} --wallet.name {wallet.name} "
+            f"--wallet.hotkey {wallet.hotkey_str}")
+    if devnet and not wallet.hotkey_file.exists_on_device():
+        raise CommandError(f"hotkey file {wallet.hotkey_file.path} not found; on a devnet create and register it "
+                           f"with {join} --create`")
     hotkey = hotkey_address(wallet)
     chain = chain_for(network, netuid, wallet)
     metagraph = read_metagraph(chain, network)
-    if network.startswith(DEVNET_PREFIX) and metagraph.uid_of(hotkey) is None:
+    if devnet and metagraph.uid_of(hotkey) is None:
         raise CommandError(f"hotkey {hotkey} is not registered on subnet {netuid} ({network}); register it with "
-                           f"`subnet miner register --network {network} --wallet.path {wallet.path} "
-                           f"--wallet.name {wallet.name} --wallet.hotkey {wallet.hotkey_str}`")
+                           f"{join}`")
     neuron = registered_neuron(metagraph, hotkey, network)
     account = check_hub_write(model_store, namespace)
     typer.echo(f"hotkey {hotkey} is uid {neuron.uid} on subnet {chain.netuid}"
