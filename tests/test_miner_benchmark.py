@@ -127,6 +127,10 @@ def test_the_plot_shows_the_tables_loss_not_the_mean_of_document_losses(tmp_path
     cand_per_token = inc_per_token * 0.99
     r = compare_losses(cand_per_token * tokens, inc_per_token * tokens, 0, SCHEDULE, tokens=tokens)
     assert abs(np.mean(r.incumbent_losses) - r.incumbent.mean) > 0.05  # what the old legend showed
+    from subnet.miner.benchmark_report import report_table
+
+    [row] = [line for line in rendered(report_table(r)).splitlines() if "incumbent loss (total NLL / total tokens)" in line]
+    assert f"{r.incumbent.mean:.5f}" in row
     assert histogram_labels(r) == (f"incumbent: loss {r.incumbent.mean:.5f}", f"candidate: loss {r.candidate.mean:.5f}")
     unpaired, paired = interval_curves(r, np.array([300]))
     assert unpaired[0] == pytest.approx((r.unpaired_ci_high - r.unpaired_ci_low) / 2)

@@ -27,8 +27,8 @@ def report_table(report: BenchmarkReport, candidate_name: str = "candidate", inc
     def iv(low: float, high: float) -> str:
         return f"[{low:.5f}, {high:.5f}]"
 
-    table.add_row(f"{candidate_name} mean loss", f"{report.candidate.mean:.5f}", iv(report.candidate.low, report.candidate.high))
-    table.add_row(f"{incumbent_name} mean loss", f"{report.incumbent.mean:.5f}", iv(report.incumbent.low, report.incumbent.high))
+    table.add_row(f"{candidate_name} loss (total NLL / total tokens)", f"{report.candidate.mean:.5f}", iv(report.candidate.low, report.candidate.high))
+    table.add_row(f"{incumbent_name} loss (total NLL / total tokens)", f"{report.incumbent.mean:.5f}", iv(report.incumbent.low, report.incumbent.high))
     table.add_row("difference, unpaired", f"{report.unpaired_diff:+.5f}", iv(report.unpaired_ci_low, report.unpaired_ci_high))
     table.add_row("difference, paired", f"{report.paired.mean:+.5f}", iv(report.paired.low, report.paired.high))
     table.add_row("paired vs unpaired interval", report.width_comparison(), "")
