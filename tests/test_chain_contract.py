@@ -74,6 +74,9 @@ class LocalHarness:
     def advance(self, blocks: int) -> None:
         self.admin.advance(blocks)
 
+    def run_epoch(self) -> None:
+        """The local chain runs Yuma at every read: nothing to do."""
+
     def close(self) -> None:
         for h in self.handles:
             h.close()
@@ -118,6 +121,24 @@ class FakeSubtensorHarness:
 
     def advance(self, blocks: int) -> None:
         self.state.advance(blocks)
+
+    def run_epoch(self) -> None:
+        """The runtime's epoch over the weights it applied (plaintext ones: the fake never reveals a
+        commit), stored as the runtime stores incentive and consensus: PerU16."""
+        import numpy as np
+
+        from subnet.scoring.yuma import yuma
+        from tests.fakes.subtensor_state import U16_MAX
+
+        neurons = self.subnet.neurons
+        w = np.zeros((len(neurons), len(neurons)))
+        for uid, pairs in self.subnet.weights.items():
+            for dest, value in pairs:
+                w[uid, dest] = value
+        r = yuma([n.stake_rao for n in neurons], w, [n.validator_permit for n in neurons])
+        for uid, n in enumerate(neurons):
+            n.incentive_u16 = round(float(r.incentive[uid]) * U16_MAX)
+            n.consensus_u16 = round(float(r.consensus[uid]) * U16_MAX)
 
     def close(self) -> None:
         for h in self.handles:
@@ -283,3 +304,25 @@ def test_weights_meet_the_minimum_count_without_changing_the_ranking(harness, wa
     assert set(applied) == {v, m, *others}
     assert applied[m] == max(applied.values()) and applied[m] > 0.999
     assert applied[v] == applied[others[0]] == applied[others[1]] > 0  # the floor, tied, below the winner
+
+
+def test_weight_holders_are_the_hotkeys_the_epoch_pays(harness, wallets):
+    """Who holds the weight is what the chain's consensus pays, not who committed last: committed
+    weights pay nobody until revealed, applied ones pay each miner its share."""
+    harness.register(wallets["validator"], stake=100.0, permit=True)
+    a = harness.register(wallets["miner"])
+    b = harness.register_address("5OtherMiner")
+    reader = harness.chain()
+    assert reader.weight_holders() == {}  # no epoch has paid anyone
+    assert harness.chain(wallets["validator"]).set_weights([a, b], [0.75, 0.25], version_key=1).success
+    harness.run_epoch()
+    if harness.commit_reveal:
+        assert reader.weight_holders() == {}  # a commit is not weights (the fake never reveals)
+        if harness.name == "bittensor":
+            return
+        harness.advance(REVEAL_PERIOD)
+        harness.run_epoch()
+    holders = reader.weight_holders()
+    assert set(holders) == {wallets["miner"].hotkey.ss58_address, "5OtherMiner"}
+    assert holders[wallets["miner"].hotkey.ss58_address] == pytest.approx(0.75, abs=1e-4)
+    assert holders["5OtherMiner"] == pytest.approx(0.25, abs=1e-4)

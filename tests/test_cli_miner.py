@@ -66,7 +66,7 @@ def test_upload_preflight_fails_in_one_line_before_uploading(devnet, wallet, fra
     assert not any((tmp_path / "store").iterdir()), "nothing may be uploaded before the preflight passes"
 
 
-def test_upload_asks_before_replacing_a_commitment(devnet):
+def test_upload_asks_before_uploading_a_replacement_and_names_yes_without_a_terminal(devnet, monkeypatch):
     tmp_path, hotkey = devnet
     result, out = trained_run()
     first = CliRunner().invoke(app, upload_args(tmp_path, result.model_dir, "miner", "tiny-a"))
@@ -79,10 +79,24 @@ def test_upload_asks_before_replacing_a_commitment(devnet):
     assert "dry run" in dry.output and "replacing its commitment" in dry.output
     assert commitment(tmp_path, hotkey) == committed
 
-    declined = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b"), input="n\n")
-    assert declined.exit_code == 1 and "kept the existing commitment" in declined.output
-    assert "replace the commitment" in declined.output
+    # No terminal to ask on: refused before anything is uploaded, with the way to say yes.
+    unattended = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b"))
+    assert unattended.exit_code == 1 and "--yes" in unattended.output.splitlines()[-1]
+    assert "nothing was uploaded" in unattended.output and "uploaded privately" not in unattended.output
+    assert not (tmp_path / "store" / "miner" / "tiny-b").exists()
     assert commitment(tmp_path, hotkey) == committed
+
+    # On a terminal the question comes before the upload, and a no uploads nothing.
+    monkeypatch.setattr("subnet.commands.miner_commands._stdin_is_terminal", lambda: True)
+    declined = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b"), input="n\n")
+    assert declined.exit_code == 1 and "kept the existing commitment; nothing was uploaded" in declined.output
+    assert "replace the commitment" in declined.output and "uploaded privately" not in declined.output
+    assert not (tmp_path / "store" / "miner" / "tiny-b").exists()
+    assert commitment(tmp_path, hotkey) == committed
+
+    # Re-running the first upload (same repo, same files) asks nothing: it is the same model.
+    again = CliRunner().invoke(app, upload_args(tmp_path, result.model_dir, "miner", "tiny-a"))
+    assert again.exit_code == 0 and "not committing again" in again.output, again.output
 
     limited = CliRunner().invoke(app, upload_args(tmp_path, other, "miner", "tiny-b", "--yes"))
     if limited.exit_code:  # committed in this same block: the chain's rate limit, reported in one line
@@ -195,3 +209,95 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
     path.write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in (10, 20, 30, 40)))
     truncate_metrics(path, 20)
     assert [json.loads(x)["step"] for x in path.read_text().splitlines()] == [10, 20]
+
+
+# ----------------------------------------------------------------------------- an unreachable chain
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "subnet", "miner", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_benchmark_against_an_unreachable_chain_is_one_error_line(tmp_path):
+    """The README's `--incumbent chain --network finney --netuid 9`, with the chain unreachable."""
+    run = run_cli("benchmark", str(tmp_path), "--incumbent", "chain", "--network", f"ws://127.0.0.1:{closed_port()}",
+                  "--netuid", "9")
+    assert run.returncode == 1, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert "Traceback" not in run.stderr and len(lines) <= 2, run.stderr  # at most the adapter's "reconnecting once"
+    assert lines[-1].startswith("error: chain (connection): ") and run.stdout == ""
+
+
+def test_train_from_a_broken_chain_is_one_error_line(tmp_path):
+    (tmp_path / "chain.sqlite").write_text("not a database")
+    run = run_cli("train", "--init", "chain", "--network", f"devnet:{tmp_path / 'chain.sqlite'}",
+                  "--out-dir", str(tmp_path / "run"), *TRAIN)
+    assert run.returncode == 1, run.stderr
+    assert "not a database" in one_error_line(run.stderr) and run.stdout == ""
+
+
+# ----------------------------------------------------------------------------- a fresh hotkey joins a devnet
+
+
+def test_a_fresh_hotkey_registers_on_a_devnet_and_upload_says_how(devnet):
+    tmp_path, _ = devnet
+    network = f"devnet:{tmp_path / 'chain.sqlite'}"
+    wallet_args = ["--wallet.path", str(tmp_path / "wallets"), "--wallet.name", "newcomer"]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    unregistered = CliRunner().invoke(app, upload_args(tmp_path, model_dir, "stranger"))
+    assert "subnet miner register --network devnet:" in one_error_line(unregistered.output)
+    keyless = CliRunner().invoke(app, upload_args(tmp_path, model_dir, "newcomer"))
+    assert "subnet miner register --network devnet:" in one_error_line(keyless.output) and "--create" in keyless.output
+
+    missing = CliRunner().invoke(app, ["register", "--network", network, *wallet_args])
+    assert missing.exit_code == 1 and "--create" in one_error_line(missing.output)
+    joined = CliRunner().invoke(app, ["register", "--network", network, "--create", *wallet_args])
+    assert joined.exit_code == 0, joined.output
+    with LocalChain(tmp_path / "chain.sqlite", netuid=1) as chain:
+        graph = chain.metagraph()
+    hotkey = joined.output.split()[1]
+    assert graph.uid_of(hotkey) is not None and f"is uid {graph.uid_of(hotkey)} on subnet 1" in joined.output
+    again = CliRunner().invoke(app, ["register", "--network", network, *wallet_args])
+    assert again.exit_code == 0 and f"is uid {graph.uid_of(hotkey)}" in again.output  # idempotent
+
+    real = run_cli("register", "--network", "finney", "--netuid", "9")
+    assert real.returncode == 2 and "btcli subnets register --netuid 9" in real.stderr
+
+
+def test_train_json_keeps_stdout_for_the_json_and_the_run_describes_itself(tmp_path):
+    from subnet import __version__, git_commit
+
+    out = tmp_path / "run"
+    args = [a if a != "400" else "4" for a in TRAIN]
+    run = run_cli("train", "--json", "--out-dir", str(out), *args)
+    assert run.returncode == 0, run.stderr
+    [line] = run.stdout.splitlines()  # progress went to stderr
+    summary = json.loads(line)
+    assert summary["steps"] == 4 and "step      4/4" in run.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["steps"] == 4 and record["config"]["seq_len"] == 32 and record["competition"] == "tiny"
+    assert record["started"]["version"] == __version__ and record["started"]["commit"] == git_commit()
+    assert "--out-dir" in record["started"]["command"] and summary["run"] == str(out / "run.json")
+
+
+def test_a_resume_adds_to_the_run_record_instead_of_rewriting_how_the_run_began(tmp_path):
+    from subnet.miner.config import TrainConfig
+    from subnet.miner.run_dir import write_run_record
+
+    write_run_record(tmp_path, TrainConfig(competition="tiny", steps=10), "tiny", 1, "cpu")
+    write_run_record(tmp_path, TrainConfig(competition="tiny", steps=20, resume="latest"), "tiny", 2, "cpu",
+                     resumed_at=10)
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["config"]["steps"] == 10 and record["started"]["world_size"] == 1
+    [resume] = record["resumes"]
+    assert resume["step"] == 10 and resume["config"]["steps"] == 20 and resume["world_size"] == 2

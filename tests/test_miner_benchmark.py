@@ -93,6 +93,51 @@ def test_paired_interval_is_much_narrower_than_unpaired_for_correlated_losses():
         compare_losses(cand[:-1], inc, 0, SCHEDULE)
 
 
+def rendered(table) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(table)
+    return console.export_text()
+
+
+def test_the_width_ratio_is_worded_the_right_way_round_in_both_directions():
+    from subnet.miner.benchmark_report import report_table
+
+    cand, inc = losses_pair(0.005, noise=0.004)
+    narrower = compare_losses(cand, inc, 0, SCHEDULE)
+    assert narrower.width_ratio > 1
+    assert f"paired interval {narrower.width_ratio:.1f}x narrower than unpaired" in rendered(report_table(narrower))
+    # Anti-correlated losses (a model good where the other is bad): the paired interval is wider.
+    rng = np.random.default_rng(1)
+    inc = rng.normal(2.2, 0.4, 400).clip(0.5)
+    cand = 2 * inc.mean() - inc + rng.normal(0, 0.01, 400)
+    wider = compare_losses(cand, inc, 0, SCHEDULE)
+    assert wider.width_ratio < 1
+    text = rendered(report_table(wider))
+    assert f"paired interval {1 / wider.width_ratio:.1f}x wider than unpaired" in text and "narrower" not in text
+
+
+def test_the_plot_shows_the_tables_loss_not_the_mean_of_document_losses(tmp_path):
+    from subnet.miner.benchmark_report import histogram_labels, interval_curves, plot_report
+
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(5, 400, 300).astype(float)  # long documents are easier: the two means differ
+    inc_per_token = 3.0 - 0.003 * tokens + rng.normal(0, 0.1, 300)
+    cand_per_token = inc_per_token * 0.99
+    r = compare_losses(cand_per_token * tokens, inc_per_token * tokens, 0, SCHEDULE, tokens=tokens)
+    assert abs(np.mean(r.incumbent_losses) - r.incumbent.mean) > 0.05  # what the old legend showed
+    from subnet.miner.benchmark_report import report_table
+
+    [row] = [line for line in rendered(report_table(r)).splitlines() if "incumbent loss (total NLL / total tokens)" in line]
+    assert f"{r.incumbent.mean:.5f}" in row
+    assert histogram_labels(r) == (f"incumbent: loss {r.incumbent.mean:.5f}", f"candidate: loss {r.candidate.mean:.5f}")
+    unpaired, paired = interval_curves(r, np.array([300]))
+    assert unpaired[0] == pytest.approx((r.unpaired_ci_high - r.unpaired_ci_low) / 2)
+    assert paired[0] == pytest.approx((r.paired.high - r.paired.low) / 2)
+    assert plot_report(r, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_benchmark_cli_on_two_checkpoints_of_one_run(tmp_path):
     result, out = trained_run()
     earlier = out / "checkpoints/step_00000195/model"
@@ -117,3 +162,6 @@ def test_benchmark_cli_on_two_checkpoints_of_one_run(tmp_path):
     # tiny runs the earned mode: unknown what the incumbent earned, the benchmark assumes the cap.
     assert report["advantage_now"] == pytest.approx(0.01 * 0.5 ** (7200 / 50_400))
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Piped, the table is not cut at 80 columns: every row on one line, the full path in the notes.
+    assert "validator's test: L_cand / L_inc - 1 (wins below -eps)" in run.output
+    assert f"plot: {plot}" in run.output

@@ -102,3 +102,5 @@ def test_cli_compare_runs_checkpoints_and_seeds(tmp_path):
     assert early["diff"] > 0 and math.isfinite(early["ci_low"])
     assert (tmp_path / "compare.png").stat().st_size > 10_000
     assert "paired against" in result.output
+    # Piped output keeps full names (a table cut at 80 columns used to truncate them).
+    assert str(checkpoints[1]) in result.output

@@ -18,7 +18,7 @@ from subnet.hub.model_ref import ModelRef
 from subnet.hub.store import StoreError
 from subnet.miner.chain_models import best_model_on_chain
 from subnet.commands.miner_commands import app
-from subnet.miner.upload import UploadError, upload_model
+from subnet.miner.upload import UploadError, UploadOptions, upload_model
 from tests.miner_run import quiet, trained_run
 
 TINY = get_competition("tiny")
@@ -96,11 +96,11 @@ def test_rerun_after_a_failure_midway_finishes_without_committing_twice(world):
 def test_refuses_a_model_that_cannot_win_unless_forced(world):
     chain, store, hotkey = world["chain"], world["store"], world["hotkey"]
     with pytest.raises(UploadError, match="would not win"):
-        upload_model(world["early"], store, chain, hotkey, "miner", "tiny-c", TINY, incumbent_dir=world["final"],
-                     device="cpu", echo=quiet)
+        upload_model(world["early"], store, chain, hotkey, "miner", "tiny-c", TINY,
+                     UploadOptions(incumbent_dir=world["final"], device="cpu"), echo=quiet)
     assert committed(chain, hotkey) is None
-    ref = upload_model(world["early"], store, chain, hotkey, "miner", "tiny-c", TINY, force=True,
-                       incumbent_dir=world["final"], echo=quiet)
+    ref = upload_model(world["early"], store, chain, hotkey, "miner", "tiny-c", TINY,
+                       UploadOptions(force=True, incumbent_dir=world["final"]), echo=quiet)
     assert committed(chain, hotkey).data == ref.encode()
 
 
@@ -157,6 +157,9 @@ def test_cli_upload_on_devnet_benchmarks_against_the_chain_incumbent(world):
     ref = ModelRef.parse(run.stdout.strip().splitlines()[-1])
     assert f"incumbent on chain: {incumbent_ref.short()}" in run.stdout
     assert "benchmark:" in run.stdout
+    # The verdict uses the validators' default advantage, as `subnet miner benchmark` does: in mode
+    # "earned" an incumbent of unknown earnings may hold the cap (1%), not eps0.
+    assert TINY.advantage.mode == "earned" and "incumbent advantage 1.0000%" in run.stdout
     assert committed(world["chain"], world["hotkey"]).data == ref.encode()
 
 

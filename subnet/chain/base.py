@@ -128,6 +128,13 @@ class Chain(Protocol):
         """Every hotkey's latest commitment on the subnet, in one bulk read."""
         ...
 
+    def weight_holders(self) -> dict[str, float]:
+        """Who holds the weight: registered hotkey -> its share of the miners' incentive in the chain's
+        last epoch (Yuma consensus over the validators' applied weights; shares sum to 1). Hotkeys
+        paid nothing are absent, so it is empty before any epoch has paid anyone. On the real chain
+        this lags the validators' weights by up to one tempo; committed weights count once revealed."""
+        ...
+
     def commit(self, data: str) -> int:
         """Publish `data` as this hotkey's commitment; returns the block it landed in."""
         ...

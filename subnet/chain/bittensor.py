@@ -250,6 +250,10 @@ class BittensorChain:
         return [Commitment(hotkey=c.hotkey, block=int(c.block), data=c.value)
                 for c in found.values() if c.uid is not None and c.value is not None]
 
+    def weight_holders(self) -> dict[str, float]:
+        """The runtime's `Incentive` of the last epoch (the SDK metagraph's `incentive`, PerU16 / 65535)."""
+        return self.metagraph().incentive_by_hotkey()
+
     def commit(self, data: str) -> int:
         if not isinstance(data, str):
             raise ChainError(f"commitment must be text, got {type(data).__name__}", code="invalid_commitment")

@@ -209,6 +209,10 @@ class LocalChain(LocalChainAdmin):
         )
         return [Commitment(hotkey, int(block), data) for hotkey, block, data in rows]
 
+    def weight_holders(self) -> dict[str, float]:
+        """Yuma's incentive over each validator's latest revealed weights, computed at this read."""
+        return self.metagraph().incentive_by_hotkey()
+
     @_db_errors
     def commit(self, data: str) -> int:
         hotkey = self._hotkey()

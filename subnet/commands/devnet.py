@@ -156,13 +156,13 @@ def _train_miner(out_dir: Path, steps: int, seed: int, console: Console) -> Path
 
 def _publish(model_dir: Path, store, chain_path: Path, wallet, name: str, competition, console: Console):
     from subnet.chain.local import LocalChain
-    from subnet.miner.upload import upload_model
+    from subnet.miner.upload import UploadOptions, upload_model
 
     with LocalChain(chain_path, netuid=NETUID, wallet=wallet) as chain:
         hotkey = wallet.hotkey.ss58_address
         # Progress goes to the console, so `--json` leaves stdout with the JSON object only.
         return upload_model(model_dir, store, chain, hotkey, namespace=f"devnet-{hotkey[:6].lower()}", name=name,
-                            competition=competition, force=True,
+                            competition=competition, options=UploadOptions(force=True),
                             echo=lambda line: console.print(f"    {line}", style="dim", markup=False))
 
 

@@ -1,10 +1,12 @@
-"""`subnet miner train | benchmark | compare | upload`: the miner's jobs.
+"""`subnet miner train | benchmark | compare | upload | register`: the miner's jobs.
 
 Flags follow bittensor's style (--netuid, --network, --wallet.name, --wallet.hotkey,
 --wallet.path) so miners' existing scripts carry over; `--network devnet:PATH` runs against the
 embedded local chain and `--store local:DIR` against a directory store. Shared flags also read
 SUBNET_* environment variables (and btcli's BT_NETWORK, BT_WALLET, BT_WALLET_HOTKEY, BT_WALLET_PATH);
-uploads to the Hugging Face Hub use the token in HF_TOKEN (or `hf auth login`).
+uploads to the Hugging Face Hub use the token in HF_TOKEN (or `hf auth login`). Every command leaves
+a domain failure (an unreachable chain, a refused upload) as one line `error: ...` and exit 1
+(`miner_options.domain_errors`); results go to stdout, progress and tables under --json to stderr.
 """
 
 from __future__ import annotations
@@ -13,136 +15,46 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from subnet.commands import miner_register
 from subnet.commands.boundary import CONTEXT_SETTINGS, CommandError, fail, run_command
+from subnet.commands.miner_options import (  # noqa: F401 - parse_overrides re-exported
+    AS_JSON,
+    CACHE_DIR,
+    COMPETITION,
+    COMPETITIONS_FILE,
+    DATASET,
+    DEVICE,
+    DOCUMENTS,
+    HF_ENDPOINT,
+    INCUMBENT_EPS,
+    NETUID,
+    NETWORK,
+    STORE,
+    WALLET_HOTKEY,
+    WALLET_NAME,
+    WALLET_PATH,
+    chain_for,
+    competition_for,
+    domain_errors,
+    netuid_for,
+    output_console,
+    parse_overrides,
+    store_for,
+    wallet_for,
+)
 
 app = typer.Typer(help="Train, benchmark and publish models.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS)
-
-# ----------------------------------------------------------------------------- shared options
-
-NETWORK = typer.Option("finney", "--network", "--subtensor.network", "--subtensor.chain_endpoint",
-                       envvar=["SUBNET_NETWORK", "BT_NETWORK"],
-                       help="finney | test | local | ws(s)://URL | devnet:PATH (a devnet's chain.sqlite)")
-NETUID = typer.Option(None, "--netuid", envvar="SUBNET_NETUID", help="Subnet uid; required except on a devnet.")
-WALLET_NAME = typer.Option("default", "--wallet.name", "--wallet-name", envvar=["SUBNET_WALLET_NAME", "BT_WALLET"],
-                           help="Bittensor wallet (coldkey) name.")
-WALLET_HOTKEY = typer.Option("default", "--wallet.hotkey", "--wallet-hotkey",
-                             envvar=["SUBNET_WALLET_HOTKEY", "BT_WALLET_HOTKEY"], help="Hotkey name in the wallet.")
-WALLET_PATH = typer.Option("~/.bittensor/wallets", "--wallet.path", "--wallet-path",
-                           envvar=["SUBNET_WALLET_PATH", "BT_WALLET_PATH"], help="Wallets directory.")
-COMPETITION = typer.Option(None, "--competition", "-c", envvar="SUBNET_COMPETITION",
-                           help="Competition id. Default: the network's (b3 on finney; tiny on a devnet).")
-COMPETITIONS_FILE = typer.Option(None, "--competitions-file", envvar="SUBNET_COMPETITIONS_FILE",
-                                 help="TOML/JSON file of competitions.")
-STORE = typer.Option("hf", "--store", envvar="SUBNET_STORE", help="hf (Hugging Face Hub) or local:DIR.")
-HF_ENDPOINT = typer.Option(None, "--hf-endpoint", envvar="HF_ENDPOINT",
-                           help="Hugging Face endpoint (default: the public Hub).")
-DOCUMENTS = typer.Option(0, "--documents", envvar="SUBNET_DOCUMENTS",
-                         help="Held-out reference documents to score on (0: the competition's round size).")
-DATASET = typer.Option("", "--dataset", envvar="SUBNET_DATASET", help="'' = the competition's dataset.")
-AS_JSON = typer.Option(False, "--json", help="End with one JSON object on the last line.")
-DEVICE = typer.Option("auto", "--device", envvar="SUBNET_DEVICE", help="auto | cpu | cuda | cuda:N")
-CACHE_DIR = typer.Option(Path("~/.cache/subnet/miner"), "--cache-dir", envvar="SUBNET_CACHE_DIR",
-                         help="Where models downloaded from the chain's miners go.")
-
-
-def _competition(competition_id: Optional[str], competitions_file: Optional[Path], network: str,
-                 on_chain: bool = False):
-    """The competition by id, or the network's default one. `on_chain`: it must exist on the network
-    (a devnet-only toy cannot be committed on a real chain); local work may use any."""
-    from subnet.competitions import (
-        CompetitionError,
-        default_competition,
-        get_competition,
-        get_competition_on,
-        load_competitions,
-    )
-
-    try:
-        table = load_competitions(competitions_file) if competitions_file else None
-        competition_id = competition_id or default_competition(network, table)
-        if on_chain:
-            return get_competition_on(network, competition_id, table)
-        return get_competition(competition_id, table)
-    except CompetitionError as e:
-        raise typer.BadParameter(str(e), param_hint="--competition") from None
-
-
-def _wallet(name: str, hotkey: str, path: str):
-    import bittensor as bt
-
-    return bt.Wallet(name=name, hotkey=hotkey, path=str(Path(path).expanduser()))
-
-
-def _netuid(network: str, netuid: Optional[int]) -> int:
-    """Usage checks of --network and --netuid (required off a devnet, whose subnet is 1)."""
-    from subnet.chain.factory import DEVNET_PREFIX, network_problem
-
-    problem = network_problem(network)
-    if problem:
-        raise typer.BadParameter(problem, param_hint="--network")
-    if netuid is None:
-        if not network.startswith(DEVNET_PREFIX):
-            raise typer.BadParameter(f"required on network {network!r} (the subnet to mine)", param_hint="--netuid")
-        return 1
-    return netuid
-
-
-def _chain(network: str, netuid: Optional[int], wallet=None):
-    from subnet.chain.factory import make_chain
-
-    return make_chain(network, _netuid(network, netuid), wallet=wallet)
-
-
-def _store(spec: str, hf_endpoint: Optional[str]):
-    from subnet.hub.factory import make_store
-
-    try:
-        return make_store(spec, hf_endpoint)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
-_fail = fail
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`--set field=value` pairs, converted to the TrainConfig field's type."""
-    from subnet.miner.config import TrainConfig
-
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    result: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in types:
-            raise typer.BadParameter(f"--set {pair!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
-        kind = str(types[key])
-        try:
-            if kind == "bool":
-                if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(raw)
-                value: Any = raw.lower() in ("1", "true", "yes")
-            elif kind == "int":
-                value = int(raw)
-            elif kind == "float":
-                value = float(raw)
-            else:
-                value = raw
-        except ValueError:
-            raise typer.BadParameter(f"--set {pair!r}: {key} must be a {kind}") from None
-        result[key] = value
-    return result
-
 
 # ----------------------------------------------------------------------------- train
 
 
 @app.command()
+@domain_errors
 def train(
     competition: Optional[str] = COMPETITION,
     init: str = typer.Option("scratch", "--init", help="scratch | chain | a model directory."),
@@ -167,16 +79,19 @@ def train(
     progress: str = typer.Option("auto", "--progress",
                                  help="bar | lines | auto (a bar when stderr is a terminal, else log lines)."),
     overrides: list[str] = typer.Option([], "--set", help="Any TrainConfig field: --set weight_decay=0.05"),
+    as_json: bool = typer.Option(False, "--json", help="Accepted for symmetry: stdout is always the summary as "
+                                 "one JSON object, and progress goes to stderr."),
     network: str = NETWORK,
     netuid: int = NETUID,
     store: str = STORE,
     hf_endpoint: Optional[str] = HF_ENDPOINT,
 ) -> None:
-    """Train a model for a competition (from scratch, a directory, or the best model on chain)."""
-    from subnet.miner.config import TrainConfig
-    from subnet.miner.train import train as run_training
+    """Train a model for a competition (from scratch, a directory, or the best model on chain).
 
-    competition = _competition(competition, None, network, on_chain=init == "chain").id
+    Progress goes to stderr; stdout is the run's summary, one JSON object."""
+    from subnet.miner.config import TrainConfig
+
+    competition = competition_for(competition, None, network, on_chain=init == "chain").id
     try:
         config = TrainConfig(
             competition=competition, init=init, out_dir=out_dir, steps=steps, micro_batch_size=micro_batch_size,
@@ -187,18 +102,24 @@ def train(
         )
         config = dataclasses.replace(config, **parse_overrides(overrides))
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     chain = model_store = None
     if init == "chain":
-        chain, model_store = _chain(network, netuid), _store(store, hf_endpoint)
+        chain, model_store = chain_for(network, netuid), store_for(store, hf_endpoint)
+    _run_training(config, chain, model_store)
+
+
+def _run_training(config, chain, model_store) -> None:
+    """Train, then print the summary as one JSON object on stdout (rank 0 only)."""
     from subnet.miner.run_dir import TrainingInterrupted
+    from subnet.miner.train import train as run_training
 
     try:
         result = run_training(config, chain=chain, store=model_store)
     except TrainingInterrupted as e:
-        _fail(str(e), code=130)
+        fail(str(e), code=130)
     except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
+        fail(str(e))
     finally:
         import torch.distributed as dist
 
@@ -206,7 +127,8 @@ def train(
             dist.destroy_process_group()
     if result.model_dir is not None:
         summary = {"model_dir": str(result.model_dir), "steps": result.steps, "final_loss": result.losses[-1],
-                   "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params}
+                   "tokens_per_s": result.tokens_per_s, "mfu": result.mfu, "n_params": result.n_params,
+                   "run": str(Path(config.out_dir) / "run.json")}
         typer.echo(json.dumps(summary))
 
 
@@ -214,14 +136,13 @@ def train(
 
 
 @app.command()
+@domain_errors
 def benchmark(
     candidate: Path = typer.Argument(..., exists=True, file_okay=False, help="The candidate model directory."),
     incumbent: str = typer.Option("chain", "--incumbent", help="A model directory, or 'chain' for the best on chain."),
     incumbent_age_blocks: Optional[float] = typer.Option(
         None, "--incumbent-age-blocks", help="Age of the incumbent (default: from its commitment, or 0)."),
-    incumbent_eps: Optional[float] = typer.Option(
-        None, "--incumbent-earned-eps", help="The advantage the incumbent earned (a validator's /scores shows it); "
-        "default in mode 'earned': the cap, the most it can hold."),
+    incumbent_eps: Optional[float] = INCUMBENT_EPS,
     documents: int = DOCUMENTS,
     dataset: str = DATASET,
     competition: Optional[str] = COMPETITION,
@@ -236,38 +157,30 @@ def benchmark(
     hf_endpoint: Optional[str] = HF_ENDPOINT,
 ) -> None:
     """Would CANDIDATE beat the incumbent? Both scored as validators score, on held-out documents."""
-    from rich.console import Console
-
+    from subnet.hub.errors import ModelRejected
     from subnet.miner.benchmark import benchmark as run_benchmark
-    from subnet.miner.benchmark import plot_report, report_table
+    from subnet.miner.benchmark_report import plot_report, report_table
 
-    comp = _competition(competition, competitions_file, network, on_chain=incumbent == "chain")
-    console = Console(stderr=as_json)
-    incumbent_block = None
-    age = incumbent_age_blocks
+    comp = competition_for(competition, competitions_file, network, on_chain=incumbent == "chain")
+    console = output_console(stderr=as_json)
+    incumbent_block, age = None, incumbent_age_blocks
     if incumbent == "chain":
-        from subnet.miner.chain_models import best_model_on_chain
-
-        chain = _chain(network, netuid)
-        found = best_model_on_chain(chain, _store(store, hf_endpoint), comp, cache_dir.expanduser())
-        if found is None:
-            _fail(f"no valid {comp.id} model on chain to compare with; pass --incumbent DIR")
+        chain = chain_for(network, netuid)
+        found = _chain_incumbent(chain, store_for(store, hf_endpoint), comp, cache_dir.expanduser())
         incumbent_dir, incumbent_block = found.path, found.block
         if age is None:
             age = max(0, chain.current_block() - found.block)
-        console.print(f"incumbent: {found.ref.short()} (uid {found.uid}, committed at block {found.block})")
+        console.print(f"incumbent: {found.describe()}", markup=False)
     else:
         incumbent_dir = Path(incumbent)
         if not incumbent_dir.is_dir():
-            _fail(f"--incumbent {incumbent!r} is neither 'chain' nor a directory")
-    from subnet.hub.errors import ModelRejected
-
+            fail(f"--incumbent {incumbent!r} is neither 'chain' nor a directory")
     try:
         report = run_benchmark(candidate, incumbent_dir, comp, incumbent_age_blocks=age or 0.0,
                                incumbent_block=incumbent_block, n_documents=documents, dataset=dataset, device=device,
                                earned_eps=incumbent_eps)
     except ModelRejected as e:
-        _fail(f"a model would be rejected by validators: {e}")
+        fail(f"a model would be rejected by validators: {e}")
     console.print(report_table(report))
     console.print(f"verdict: [bold]{report.verdict.text}[/bold]")
     if plot is not None:
@@ -276,10 +189,21 @@ def benchmark(
         sys.stdout.write(report.to_json() + "\n")
 
 
+def _chain_incumbent(chain, model_store, comp, cache_dir: Path):
+    """The competition's weight holder on chain, downloaded and verified; a one-line error when none."""
+    from subnet.miner.chain_models import best_model_on_chain
+
+    found = best_model_on_chain(chain, model_store, comp, cache_dir)
+    if found is None:
+        fail(f"no valid {comp.id} model on chain to compare with; pass --incumbent DIR")
+    return found
+
+
 # ----------------------------------------------------------------------------- compare
 
 
 @app.command()
+@domain_errors
 def compare(
     targets: list[Path] = typer.Argument(..., help="Runs (output directories), checkpoints or model directories."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Which target the others are compared with "
@@ -294,8 +218,6 @@ def compare(
     network: str = NETWORK,
 ) -> None:
     """Which experiments helped? Paired intervals with Holm-corrected p-values, and tests across seeds."""
-    from rich.console import Console
-
     from subnet.hub.errors import ModelRejected
     from subnet.miner.run_compare import (
         plot_compare,
@@ -305,14 +227,14 @@ def compare(
     )
 
     if len(targets) < 2:
-        _fail("compare needs at least two targets")
-    comp = _competition(competition, competitions_file, network)
-    console = Console(stderr=as_json)
+        fail("compare needs at least two targets")
+    comp = competition_for(competition, competitions_file, network)
+    console = output_console(stderr=as_json)
     try:
         report, resolved = run_compare(targets, comp, baseline=baseline, n_documents=documents, dataset=dataset,
                                        device=device, progress=lambda name: console.print(f"scored {name}"))
     except (ValueError, ModelRejected) as e:
-        _fail(str(e))
+        fail(str(e))
     for table in report_tables(report):
         console.print(table)
     if plot is not None:
@@ -325,6 +247,7 @@ def compare(
 
 
 @app.command()
+@domain_errors
 def upload(
     model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The model directory to publish."),
     namespace: str = typer.Option(..., "--namespace", help="Repo owner (Hugging Face user or org)."),
@@ -335,6 +258,7 @@ def upload(
     incumbent: str = typer.Option("chain", "--incumbent", help="'chain', 'none' (skip the benchmark) or a directory."),
     incumbent_age_blocks: Optional[float] = typer.Option(None, "--incumbent-age-blocks",
                                                          help="Age of the incumbent (default: from its commitment)."),
+    incumbent_eps: Optional[float] = INCUMBENT_EPS,
     documents: int = typer.Option(0, "--documents", help="Benchmark documents (0: the competition's round size)."),
     device: str = DEVICE,
     cache_dir: Path = CACHE_DIR,
@@ -349,52 +273,77 @@ def upload(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Run the checks and the benchmark, say what would happen, change nothing."),
 ) -> None:
-    """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure."""
-    from subnet.chain.base import ChainError
-    from subnet.miner.upload import UploadError, upload_model
-    from subnet.preflight import (
-        check_hub_write,
-        hotkey_address,
-        read_metagraph,
-        registered_neuron,
-    )
+    """Check, upload privately, commit on chain, verify, make public. Safe to re-run after a failure.
 
-    comp = _competition(competition, competitions_file, network, on_chain=True)
-    netuid = _netuid(network, netuid)
-    model_store = _store(store, hf_endpoint)
-    # Preflight, before anything is uploaded: the key signs, the hotkey is registered, the Hub takes writes.
+    Replacing this hotkey's commitment with a different model restarts the model's age: asked on a
+    terminal before anything is uploaded; elsewhere refused unless --yes."""
+    from subnet.chain.base import ChainError
+    from subnet.miner.upload import UploadError, UploadOptions, upload_model
+
+    comp = competition_for(competition, competitions_file, network, on_chain=True)
+    netuid = netuid_for(network, netuid)
+    model_store = store_for(store, hf_endpoint)
+    chain, hotkey = _upload_preflight(wallet_for(wallet_name, wallet_hotkey, wallet_path), network, netuid,
+                                      model_store, namespace)
+    options = UploadOptions(
+        force=force, incumbent_dir=None if incumbent in ("chain", "none") else Path(incumbent),
+        incumbent_age_blocks=incumbent_age_blocks, find_incumbent=incumbent == "chain", earned_eps=incumbent_eps,
+        cache_dir=cache_dir.expanduser(), n_documents=documents, device=device,
+        confirm_replace=None if yes else ask_to_replace, dry_run=dry_run)
     try:
-        wallet = _wallet(wallet_name, wallet_hotkey, wallet_path)
-        hotkey = hotkey_address(wallet)
-        chain = _chain(network, netuid, wallet)
-        neuron = registered_neuron(read_metagraph(chain, network), hotkey, network)
-        account = check_hub_write(model_store, namespace)
-    except CommandError as e:
-        _fail(str(e))
-    typer.echo(f"hotkey {hotkey} is uid {neuron.uid} on subnet {chain.netuid}"
-               + (f"; Hub account {account}" if account else ""))
-    incumbent_dir = None if incumbent in ("chain", "none") else Path(incumbent)
-    try:
-        ref = upload_model(
-            model_dir, model_store, chain, hotkey, namespace, name, comp, force=force,
-            incumbent_dir=incumbent_dir, incumbent_age_blocks=incumbent_age_blocks,
-            find_incumbent=incumbent == "chain", cache_dir=cache_dir.expanduser(), n_documents=documents,
-            device=device, echo=typer.echo, confirm_replace=None if yes else _ask, dry_run=dry_run,
-        )
+        ref = upload_model(model_dir, model_store, chain, hotkey, namespace, name, comp, options, echo=typer.echo)
     except UploadError as e:
-        _fail(str(e))
+        fail(str(e))
     except ChainError as e:  # e.g. the commit rate limit: re-running upload finishes the job
-        _fail(f"the chain refused ({e.code}): {e}; re-run upload to finish")
+        fail(f"the chain refused ({e.code}): {e}; re-run upload to finish")
     if ref is not None:
         typer.echo(ref.encode())
 
 
-def _ask(question: str) -> bool:
-    """A yes/no on the terminal; no terminal (or no answer) is a no: pass --yes in scripts."""
+def _upload_preflight(wallet, network: str, netuid: int, model_store, namespace: str):
+    """Before anything is uploaded: the key signs, the hotkey is registered, the Hub takes writes.
+    Returns the chain (signing with the wallet) and the hotkey's address."""
+    from subnet.chain.factory import DEVNET_PREFIX
+    from subnet.preflight import check_hub_write, hotkey_address, read_metagraph, registered_neuron
+
+    devnet = network.startswith(DEVNET_PREFIX)
+    join = (f"`subnet miner register --network {network} --wallet.path {wallet.path} --wallet.name {wallet.name} "
+            f"--wallet.hotkey {wallet.hotkey_str}")
+    if devnet and not wallet.hotkey_file.exists_on_device():
+        raise CommandError(f"hotkey file {wallet.hotkey_file.path} not found; on a devnet create and register it "
+                           f"with {join} --create`")
+    hotkey = hotkey_address(wallet)
+    chain = chain_for(network, netuid, wallet)
+    metagraph = read_metagraph(chain, network)
+    if devnet and metagraph.uid_of(hotkey) is None:
+        raise CommandError(f"hotkey {hotkey} is not registered on subnet {netuid} ({network}); register it with "
+                           f"{join}`")
+    neuron = registered_neuron(metagraph, hotkey, network)
+    account = check_hub_write(model_store, namespace)
+    typer.echo(f"hotkey {hotkey} is uid {neuron.uid} on subnet {chain.netuid}"
+               + (f"; Hub account {account}" if account else ""))
+    return chain, hotkey
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def ask_to_replace(question: str) -> bool:
+    """A yes/no on the terminal. Without one nobody can answer, so the upload stops (before any
+    upload) with a message that names --yes instead of quietly taking a no."""
+    from subnet.miner.upload import UploadError
+
+    if not _stdin_is_terminal():
+        raise UploadError(f"no terminal to ask on, so nothing was uploaded: {question}. Pass --yes to replace it "
+                          "(or --dry-run to see what would happen)")
     try:
         return typer.confirm(question, default=False, err=True)
     except typer.Abort:
         return False
+
+
+miner_register.add_command(app)
 
 
 def main() -> None:

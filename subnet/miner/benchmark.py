@@ -63,13 +63,24 @@ class BenchmarkReport:
     advantage_week: float
     verdict: Verdict
     confidence: float = 0.95
+    tokens: np.ndarray | None = None  # predicted tokens per document (None: every document weighs 1)
 
     @property
     def width_ratio(self) -> float:
-        """How many times narrower the paired interval is than the unpaired one."""
+        """Unpaired interval width / paired interval width: above 1 the paired one is narrower."""
         paired = self.paired.high - self.paired.low
         unpaired = self.unpaired_ci_high - self.unpaired_ci_low
         return unpaired / paired if paired > 0 else math.inf
+
+    def width_comparison(self) -> str:
+        """The paired interval against the unpaired one, worded the right way round ("1.8x wider",
+        never "narrower by 0.5x")."""
+        ratio = self.width_ratio
+        if not math.isfinite(ratio):
+            return "paired interval has no width" if ratio > 0 else "unpaired interval is unbounded"
+        if ratio >= 1:
+            return f"paired interval {ratio:.1f}x narrower than unpaired"
+        return f"paired interval {1 / ratio:.1f}x wider than unpaired"
 
     def to_json_dict(self) -> dict:
         c = self.comparison
@@ -129,8 +140,6 @@ def compare_losses(
     they are per-document losses that each weigh the same.
     """
     from subnet.scoring.compare import paired_compare
-    from subnet.scoring.loss import competition_loss, paired_log_ratio
-    from subnet.scoring.stats import Interval
 
     candidate = np.asarray(candidate, dtype=np.float64)
     incumbent = np.asarray(incumbent, dtype=np.float64)
@@ -138,14 +147,7 @@ def compare_losses(
         raise ValueError(f"need two equal-length loss vectors, got {candidate.shape} and {incumbent.shape}")
     if incumbent_age_blocks < 0:
         raise ValueError(f"incumbent age must not be negative, got {incumbent_age_blocks}")
-    cand_iv = competition_loss(candidate, tokens, confidence=confidence)
-    inc_iv = competition_loss(incumbent, tokens, confidence=confidence)
-    stat = paired_log_ratio(incumbent, candidate, tokens)
-    rel_low, rel_high = stat.relative_interval(confidence)
-    scale = inc_iv.mean
-    paired_iv = Interval(cand_iv.mean - inc_iv.mean, scale * stat.ratio * math.sqrt(stat.variance),
-                         scale * rel_low, scale * rel_high, stat.n)
-    diff, low, high = unpaired_difference(cand_iv, inc_iv, confidence)
+    cand_iv, inc_iv, paired_iv, (diff, low, high) = loss_intervals(candidate, incumbent, tokens, confidence)
     comparison = paired_compare(incumbent, candidate, incumbent_age_blocks, schedule, confidence, tokens=tokens,
                                 eps=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks))
     verdict = decide(incumbent, candidate, incumbent_age_blocks, schedule, confidence, incumbent_block, tokens,
@@ -160,8 +162,25 @@ def compare_losses(
         incumbent_age_blocks=float(incumbent_age_blocks),
         advantage_now=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks),
         advantage_week=incumbent_advantage(schedule, earned_eps)(incumbent_age_blocks + WEEK_BLOCKS),
-        verdict=verdict, confidence=confidence,
+        verdict=verdict, confidence=confidence, tokens=None if tokens is None else np.asarray(tokens, dtype=np.float64),
     )
+
+
+def loss_intervals(candidate: np.ndarray, incumbent: np.ndarray, tokens: np.ndarray | None, confidence: float):
+    """The competition's loss of each model (total NLL / total tokens) with its interval, the paired
+    difference (delta method on the paired ratio, as validators test) and the unpaired one: the
+    table's numbers, and the plot's at every prefix of the documents."""
+    from subnet.scoring.loss import competition_loss, paired_log_ratio
+    from subnet.scoring.stats import Interval
+
+    cand_iv = competition_loss(candidate, tokens, confidence=confidence)
+    inc_iv = competition_loss(incumbent, tokens, confidence=confidence)
+    stat = paired_log_ratio(incumbent, candidate, tokens)
+    rel_low, rel_high = stat.relative_interval(confidence)
+    scale = inc_iv.mean
+    paired_iv = Interval(cand_iv.mean - inc_iv.mean, scale * stat.ratio * math.sqrt(stat.variance),
+                         scale * rel_low, scale * rel_high, stat.n)
+    return cand_iv, inc_iv, paired_iv, unpaired_difference(cand_iv, inc_iv, confidence)
 
 
 def unpaired_difference(a, b, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -317,76 +336,3 @@ def benchmark(
     return compare_losses(candidate, incumbent, incumbent_age_blocks,
                           competition.advantage, tokens=per, incumbent_block=incumbent_block,
                           confidence=confidence, earned_eps=earned_eps)
-
-
-# ----------------------------------------------------------------------------- presentation
-
-
-def report_table(report: BenchmarkReport, candidate_name: str = "candidate", incumbent_name: str = "incumbent"):
-    """A rich table of the two means, the paired difference and the verdict."""
-    from rich.table import Table
-
-    pct = int(round(report.confidence * 100))
-    table = Table(title=f"Benchmark on {report.n_documents} reference documents ({pct}% intervals)")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_column(f"{pct}% interval", justify="right")
-
-    def iv(low: float, high: float) -> str:
-        return f"[{low:.5f}, {high:.5f}]"
-
-    table.add_row(f"{candidate_name} mean loss", f"{report.candidate.mean:.5f}", iv(report.candidate.low, report.candidate.high))
-    table.add_row(f"{incumbent_name} mean loss", f"{report.incumbent.mean:.5f}", iv(report.incumbent.low, report.incumbent.high))
-    table.add_row("difference, unpaired", f"{report.unpaired_diff:+.5f}", iv(report.unpaired_ci_low, report.unpaired_ci_high))
-    table.add_row("difference, paired", f"{report.paired.mean:+.5f}", iv(report.paired.low, report.paired.high))
-    table.add_row("paired interval narrower by", f"{report.width_ratio:.1f}x", "")
-    c = report.comparison
-    table.add_row("validator's test: L_cand / L_inc - 1 (wins below -eps)", f"{c.diff_mean:+.4%}",
-                  f"[{c.acc_low:+.4%}, {c.acc_high:+.4%}]")
-    table.add_row("incumbent age", f"{report.incumbent_age_blocks:,.0f} blocks",
-                  f"{report.incumbent_age_blocks / BLOCKS_PER_DAY:.1f} days")
-    table.add_row("incumbent advantage now", f"{report.advantage_now:.4%}", "")
-    table.add_row("incumbent advantage in a week", f"{report.advantage_week:.4%}", "")
-    table.add_row("verdict", report.verdict.text, "")
-    return table
-
-
-def plot_report(report: BenchmarkReport, path: Path | str) -> Path:
-    """Per-document loss histograms, and the interval half-width vs number of documents (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from subnet.scoring.stats import mean_interval
-
-    cand, inc = report.candidate_losses, report.incumbent_losses
-    ok = np.isfinite(cand) & np.isfinite(inc)
-    cand, inc = cand[ok], inc[ok]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    bins = np.linspace(min(cand.min(), inc.min()), max(cand.max(), inc.max()), 40)
-    left.hist(inc, bins=bins, alpha=0.55, label=f"incumbent (mean {inc.mean():.4f})")
-    left.hist(cand, bins=bins, alpha=0.55, label=f"candidate (mean {cand.mean():.4f})")
-    left.set_xlabel("per-token loss of a document (nats)")
-    left.set_ylabel("documents")
-    left.legend()
-
-    sizes = np.unique(np.geomspace(3, len(cand), num=min(30, len(cand))).astype(int))
-    unpaired, paired = [], []
-    for n in sizes:
-        a, b = mean_interval(cand[:n], report.confidence), mean_interval(inc[:n], report.confidence)
-        _, low, high = unpaired_difference(a, b, report.confidence)
-        unpaired.append((high - low) / 2)
-        d = mean_interval(cand[:n] - inc[:n], report.confidence)
-        paired.append((d.high - d.low) / 2)
-    right.loglog(sizes, unpaired, "o-", label="unpaired (difference of two means)")
-    right.loglog(sizes, paired, "o-", label="paired (same documents)")
-    right.set_xlabel("documents")
-    right.set_ylabel(f"{int(round(report.confidence * 100))}% interval half-width (nats)")
-    right.legend()
-    right.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

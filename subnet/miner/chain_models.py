@@ -1,13 +1,12 @@
 """Finding the model to beat on chain: the miner's view of the current incumbent.
 
-Which model is "best" is the validators' verdict, and what the chain shows of it is each
-neuron's incentive. The shared `Chain` protocol does not expose incentives today, so the choice is:
-1. if the metagraph's neurons carry a numeric `incentive` (a richer adapter may add it), the
-   registered hotkey with the highest incentive;
-2. else, if the chain adapter can read validators' weights (`weights_of(hotkey)`, as LocalChain
-   does), the uid with the highest stake-weighted weight from validators with a permit;
-3. otherwise (and to break ties) the latest valid commitment of the competition: the model most
-   recently published, which is what a newcomer most likely has to beat.
+Which model is "best" is the validators' verdict, and what the chain shows of it is who holds the
+weight: each hotkey's share of the last epoch's incentive (`Chain.weight_holders`, Yuma consensus
+over the validators' weights, on the real chain and the devnet alike). Among the competition's
+valid commitments by registered hotkeys, the incumbent is the one the chain pays most; with several
+competitions each has its own incumbent, because only that competition's commitments are ranked.
+Commitments the chain pays nothing (before any epoch, or models nobody weights yet) come after,
+newest first: the model most recently published is what a newcomer most likely has to beat.
 Candidates are tried in that order; one that fails to download or verify is skipped with a
 warning, so one broken repo does not hide the rest. Downloads go through `fetch_verified`, the
 validator's own path, so the incumbent is exactly what validators score.
@@ -16,7 +15,6 @@ validator's own path, so the incumbent is exactly what validators score.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +34,12 @@ class ChainModel:
     hotkey: str
     block: int  # commitment block: the model's birth
     uid: int | None = None
+    share: float = 0.0  # its share of the last epoch's incentive (0: the chain pays it nothing yet)
+
+    def describe(self) -> str:
+        held = (f"holds {self.share:.1%} of the subnet's incentive" if self.share > 0
+                else "no validator weight on chain yet: the newest commitment")
+        return f"{self.ref.short()} (uid {self.uid}, committed at block {self.block}; {held})"
 
 
 @dataclass(frozen=True)
@@ -43,17 +47,16 @@ class _Candidate:
     commitment: Commitment
     ref: ModelRef
     uid: int | None
-    standing: float  # incentive or stake-weighted validator weight; 0 when unknown
+    standing: float  # the hotkey's share of the last epoch's incentive; 0 when unpaid
 
 
 def ranked_candidates(chain: Chain, competition: Competition, exclude_hotkeys: set[str] | None = None) -> list[_Candidate]:
-    """Valid commitments of `competition` by registered hotkeys, most likely incumbent first."""
-    metagraph = chain.metagraph()
-    neurons = {n.hotkey: n for n in metagraph.neurons}
-    standing = chain_standing(chain, metagraph)
+    """Valid commitments of `competition` by registered hotkeys, the weight holder first."""
+    uids = {n.hotkey: n.uid for n in chain.metagraph().neurons}
+    holders = chain.weight_holders()
     found: list[_Candidate] = []
     for c in chain.commitments():
-        if c.hotkey not in neurons or (exclude_hotkeys and c.hotkey in exclude_hotkeys):
+        if c.hotkey not in uids or (exclude_hotkeys and c.hotkey in exclude_hotkeys):
             continue
         try:
             ref = ModelRef.parse(c.data)
@@ -61,28 +64,8 @@ def ranked_candidates(chain: Chain, competition: Competition, exclude_hotkeys: s
             continue
         if ref.competition_id != competition.id:
             continue
-        uid = neurons[c.hotkey].uid
-        found.append(_Candidate(c, ref, uid, standing.get(uid, 0.0)))
+        found.append(_Candidate(c, ref, uids[c.hotkey], holders.get(c.hotkey, 0.0)))
     return sorted(found, key=lambda x: (-x.standing, -x.commitment.block, x.commitment.hotkey))
-
-
-def chain_standing(chain: Chain, metagraph) -> dict[int, float]:
-    """uid -> how much the validators favour it: incentive if exposed, else stake-weighted weights."""
-    incentives = {n.uid: getattr(n, "incentive", None) for n in metagraph.neurons}
-    if any(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in incentives.values()):
-        return {uid: float(v) for uid, v in incentives.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-    weights_of = getattr(chain, "weights_of", None)
-    if not callable(weights_of):
-        return {}
-    standing: dict[int, float] = {}
-    for n in metagraph.neurons:
-        if not n.validator_permit:
-            continue
-        stake = n.stake if n.stake > 0 else 1.0
-        for uid, w in weights_of(n.hotkey).items():
-            if math.isfinite(w):
-                standing[uid] = standing.get(uid, 0.0) + stake * w
-    return standing
 
 
 def best_model_on_chain(
@@ -95,7 +78,7 @@ def best_model_on_chain(
         except (ModelRejected, StoreError) as e:
             log.warning("skipping %s (uid %s): %s", cand.ref.short(), cand.uid, e)
             continue
-        return ChainModel(path, cand.ref, cand.commitment.hotkey, cand.commitment.block, cand.uid)
+        return ChainModel(path, cand.ref, cand.commitment.hotkey, cand.commitment.block, cand.uid, cand.standing)
     return None
 
 

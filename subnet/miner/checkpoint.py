@@ -13,6 +13,7 @@ checkpoint as the newest complete one.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from subnet.hub.store import ALLOWED_SUFFIXES
 
@@ -164,3 +166,38 @@ def save_checkpoint(out_dir: str | Path, step: int, model: torch.nn.Module, toke
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     return torch.load(Path(checkpoint) / TRAINER_STATE, map_location="cpu", weights_only=True)
+
+
+def write_checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream, losses: list[float], config,
+                     env, mode: str = "none") -> Path | None:
+    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0.
+
+    A sharded run also writes every rank's shard of weights and optimizer states (DCP) and a
+    consolidated model; its trainer state then holds no optimizer state of its own."""
+    mine = {"rng": capture_rng(), "data": stream.state_dict()}
+    ranks = [mine]
+    if env.world_size > 1:
+        # Tensors inside all_gather_object do not survive the trip (torch pickles their storages
+        # untyped), so each rank sends its state as torch.save bytes.
+        buffer = io.BytesIO()
+        torch.save(mine, buffer)
+        gathered: list = [None] * env.world_size
+        dist.all_gather_object(gathered, buffer.getvalue())
+        ranks = [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
+    path, staged, plain = None, None, model
+    if mode == "fsdp":
+        staged = staging_dir(out_dir, step)
+        from subnet.miner import sharding
+
+        sharding.save_sharded_state(model, optimizers, staged / sharding.DCP_SUBDIR)
+        plain = sharding.consolidated_model(model)
+    if env.is_main:
+        state = {
+            "step": step, "losses": list(losses), "config": config.to_dict(), "ranks": ranks,
+            "optimizers": [] if mode == "fsdp" else [opt.state_dict() for opt in optimizers],
+            "sharded": mode == "fsdp",
+        }
+        path = save_checkpoint(out_dir, step, plain, tokenizer, state, keep=config.keep_checkpoints, staged=staged)
+    if env.world_size > 1:
+        dist.barrier()
+    return path

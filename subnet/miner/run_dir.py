@@ -8,7 +8,9 @@ Ctrl-C or SIGTERM stops after the current step with a checkpoint that `--resume 
 from __future__ import annotations
 
 import json
+import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -55,3 +57,35 @@ def stop_agreed(stop: threading.Event, env) -> bool:
     flag = torch.tensor([1.0 if stop.is_set() else 0.0], device=env.device)
     dist.all_reduce(flag)
     return bool(flag.item() > 0)
+
+
+RUN_RECORD = "run.json"
+
+
+def write_run_record(out_dir: Path, config, competition_id: str, world_size: int, device: str,
+                     resumed_at: int | None = None) -> Path:
+    """`run.json`: what made this run, readable without the code (the config, the package version,
+    the git commit, the command line), so a directory of results explains itself. A resume adds
+    an entry to `resumes` instead of rewriting how the run began."""
+    from subnet import __version__, git_commit
+
+    path = out_dir / RUN_RECORD
+    now = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "version": __version__,
+           "commit": git_commit(), "command": list(sys.argv), "world_size": world_size, "device": device}
+    record = _read_json(path) if resumed_at is not None else None
+    if record is None:
+        record = {"competition": competition_id, "config": config.to_dict(), "started": now, "resumes": []}
+    else:
+        record.setdefault("resumes", []).append({**now, "step": resumed_at, "config": config.to_dict()})
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

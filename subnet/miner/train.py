@@ -17,12 +17,12 @@ model, every rank its shard of a sharded checkpoint.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import math
 import os
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,13 +38,11 @@ from subnet.competitions import Competition, get_competition
 from subnet.miner import sharding
 from subnet.miner.checkpoint import (
     MODEL_SUBDIR,
-    capture_rng,
     load_trainer_state,
     resolve_resume,
     restore_rng,
-    save_checkpoint,
     save_model_dir,
-    staging_dir,
+    write_checkpoint,
 )
 from subnet.miner.config import TrainConfig
 from subnet.miner.data import (
@@ -63,6 +61,7 @@ from subnet.miner.run_dir import (
     refuse_existing_run,
     stop_agreed,
     truncate_metrics,
+    write_run_record,
 )
 from subnet.miner.streaming import StreamingPackedStream, is_stream
 from subnet.miner.throughput import Throughput, guess_peak_flops  # noqa: F401
@@ -88,12 +87,58 @@ class TrainResult:
     model: torch.nn.Module | None = None  # the trained model (unwrapped), for callers that go on using it
 
 
+@dataclass
+class _Run:
+    """What the loop needs, built once by `_set_up`; the loop advances `step` and `losses`."""
+
+    config: TrainConfig
+    env: Distributed
+    competition: Competition
+    tokenizer: object
+    out_dir: Path
+    model: torch.nn.Module  # the plain model (unwrapped): checkpoints and the final save
+    train_model: torch.nn.Module  # what the loop calls: wrapped for DDP/FSDP, maybe compiled
+    optimizers: list
+    stream: ShardedStreams
+    mode: str  # none | ddp | fsdp
+    n_params: int
+    tokens_per_step: int
+    peak_flops: float
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    checkpoints: list[Path] = field(default_factory=list)
+
+
 def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], None] | None = None) -> TrainResult:
-    """Messages go to `echo` (default: print). Passing one also keeps progress as log lines under
-    config.progress="auto"; otherwise a terminal gets a progress bar (subnet.miner.train_progress)."""
-    # ------------------------------------------------------------------ set-up
+    """Messages go to `echo` (default: stderr, so that stdout stays free for a command's result).
+    Passing one also keeps progress as log lines under config.progress="auto"; otherwise a terminal
+    gets a progress bar (subnet.miner.train_progress)."""
     show_bar = wants_bar(config.progress, caller_echo=echo is not None)
-    echo = print if echo is None else echo
+    echo = _to_stderr if echo is None else echo
+    run = _set_up(config, chain, store, echo)
+    start_step = run.step
+    if run.env.is_main:
+        write_run_record(run.out_dir, config, run.competition.id, run.env.world_size, str(run.env.device),
+                         resumed_at=start_step if config.resume else None)
+        echo(f"training {type(run.model).__name__} ({run.n_params:,} parameters) for {run.competition.id} on "
+             f"{run.env.device} x{run.env.world_size} ({run.mode}): {config.steps} steps of "
+             f"{run.tokens_per_step:,} tokens")
+    timer = _loop(run, show_bar, echo)
+    tokens_per_s, mfu = timer.tokens_per_s(), timer.mfu(run.n_params, run.peak_flops)  # before the saves below
+    final_ckpt = _checkpoint(run)
+    if run.step < config.steps:  # stopped by a signal: the checkpoint is the result
+        raise TrainingInterrupted(run.step, final_ckpt)
+    model_dir, model = _save_final_model(run, echo)
+    return TrainResult(run.out_dir, model_dir, run.losses, start_step, run.step, tokens_per_s, run.n_params, mfu,
+                       run.checkpoints, model)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _set_up(config: TrainConfig, chain, store, echo: Callable[[str], None]) -> _Run:
+    """Distributed, tokenizer, model, optimizers and data; a resumed run's state restored."""
     env = setup_distributed(config.device)
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -111,7 +156,6 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
         refuse_existing_run(out_dir)
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-
     resume_from = resolve_resume(config.resume, out_dir) if config.resume else None
     saved = load_trainer_state(resume_from) if resume_from else None
     if saved is not None:
@@ -129,9 +173,21 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
         raise ValueError("--optimizer muon is not supported with FSDP sharding; use adamw or --parallelism ddp")
     train_model = sharding.wrap(model, mode, env.device, config.bf16, config.activation_checkpointing)
     optimizers = make_optimizers(model, config, env.device, sharded=mode == "fsdp")
+    stream = _data_stream(config, competition, tokenizer, seq_len, env)
+    run = _Run(config, env, competition, tokenizer, out_dir, model, train_model, optimizers, stream, mode, n_params,
+               tokens_per_step=config.micro_batch_size * seq_len * config.grad_accum * env.world_size,
+               peak_flops=config.peak_flops or guess_peak_flops(env.device))
+    if saved is not None:
+        _restore(run, saved, resume_from, echo)
+    if config.compile:
+        run.train_model = torch.compile(run.train_model)
+    return run
 
-    # A streamed dataset trains; the held-out documents still come from the competition's own source,
-    # which is what `benchmark` scores on.
+
+def _data_stream(config: TrainConfig, competition: Competition, tokenizer, seq_len: int,
+                 env: Distributed) -> ShardedStreams:
+    """This process's shards of the training stream. A streamed dataset trains; the held-out
+    documents still come from the competition's own source, which is what `benchmark` scores on."""
     streamed = is_stream(config.dataset)
     source = make_training_source(competition, "" if streamed else config.dataset)
     held_out = HeldOut.of(reference_documents(source, config.reference_documents or competition.sampling.max_documents))
@@ -139,7 +195,7 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
     if config.grad_accum % (shards // env.world_size or 1):
         raise ValueError(f"grad_accum ({config.grad_accum}) must be a multiple of the data shards per process "
                          f"({shards} shards / {env.world_size} processes)")
-    stream = ShardedStreams(
+    return ShardedStreams(
         lambda shard, n: StreamingPackedStream(config.dataset, tokenizer, seq_len, seed=config.seed, held_out=held_out,
                                                rank=shard, world_size=n, docs_per_chunk=config.docs_per_chunk)
         if streamed else
@@ -147,104 +203,105 @@ def train(config: TrainConfig, *, chain=None, store=None, echo: Callable[[str], 
                      docs_per_chunk=config.docs_per_chunk),
         shards, env.rank, env.world_size)
 
-    step, losses = 0, []
-    if saved is not None:
-        step, losses = int(saved["step"]), list(saved["losses"])
-        if saved.get("sharded"):
-            sharding.load_sharded_state(train_model, optimizers, resume_from / sharding.DCP_SUBDIR)
-        else:
-            for opt, state in zip(optimizers, saved["optimizers"], strict=True):
-                opt.load_state_dict(state)
-        mine = saved["ranks"][env.rank]
-        stream.load_state_dict(mine["data"])
-        restore_rng(mine["rng"])
-        if env.is_main:
-            truncate_metrics(out_dir / METRICS_FILE, step)
-            echo(f"resumed from {resume_from} at step {step}")
-    start_step = step
 
-    if config.compile:
-        train_model = torch.compile(train_model)
+def _restore(run: _Run, saved: dict, resume_from: Path, echo: Callable[[str], None]) -> None:
+    """Optimizer states, this rank's data position and RNG, and the losses so far, from a checkpoint."""
+    run.step, run.losses = int(saved["step"]), list(saved["losses"])
+    if saved.get("sharded"):
+        sharding.load_sharded_state(run.train_model, run.optimizers, resume_from / sharding.DCP_SUBDIR)
+    else:
+        for opt, state in zip(run.optimizers, saved["optimizers"], strict=True):
+            opt.load_state_dict(state)
+    mine = saved["ranks"][run.env.rank]
+    run.stream.load_state_dict(mine["data"])
+    restore_rng(mine["rng"])
+    if run.env.is_main:
+        truncate_metrics(run.out_dir / METRICS_FILE, run.step)
+        echo(f"resumed from {resume_from} at step {run.step}")
+
+
+def _loop(run: _Run, show_bar: bool, echo: Callable[[str], None]) -> Throughput:
+    """Step until `config.steps` or a stop signal: progress at log steps, checkpoints on schedule."""
+    config, env = run.config, run.env
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.device.type == "cuda" and config.bf16
                 else contextlib.nullcontext())
-
-    tokens_per_step = config.micro_batch_size * seq_len * config.grad_accum * env.world_size
-    peak = config.peak_flops or guess_peak_flops(env.device)
-    if env.is_main:
-        echo(f"training {type(model).__name__} ({n_params:,} parameters) for {competition.id} on "
-             f"{env.device} x{env.world_size} ({mode}): {config.steps} steps of {tokens_per_step:,} tokens")
-
-    # ------------------------------------------------------------------ the loop
     pending: list[torch.Tensor] = []  # per-step losses still on the device (read at log time: no sync per step)
-    checkpoints: list[Path] = []
-    timer = Throughput()
+    timer, start_step = Throughput(), run.step
     interrupted = threading.Event()
     with stop_requested_on_signals(interrupted, echo), \
-            TrainProgress(bar=show_bar and env.is_main, total=config.steps, done=step, echo=echo) as progress:
-        while step < config.steps and not stop_agreed(interrupted, env):
-            lr_scale = lr_factor(step, config.warmup_steps, config.steps, config.min_lr_ratio)
-            for opt in optimizers:
-                for group in opt.param_groups:
-                    group["lr"] = group["base_lr"] * lr_scale
-
-            step_loss = torch.zeros((), device=env.device)
-            for micro in range(config.grad_accum):
-                rows = stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
-                last_micro = micro == config.grad_accum - 1
-                with sharding.gradient_sync(train_model, mode, last_micro):
-                    with autocast:
-                        loss = next_token_loss(train_model, rows) / config.grad_accum
-                    loss.backward()
-                step_loss += loss.detach()
-
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            for opt in optimizers:
-                opt.step()
-            for opt in optimizers:
-                opt.zero_grad(set_to_none=True)
-            if env.world_size > 1:
-                dist.all_reduce(step_loss)  # SUM (gloo has no AVG); divided below
-                step_loss /= env.world_size
-            pending.append(step_loss)
-            step += 1
-            timer.add(tokens_per_step, first=(step == start_step + 1), device=env.device)
+            TrainProgress(bar=show_bar and env.is_main, total=config.steps, done=run.step, echo=echo) as progress:
+        while run.step < config.steps and not stop_agreed(interrupted, env):
+            lr_scale = lr_factor(run.step, config.warmup_steps, config.steps, config.min_lr_ratio)
+            pending.append(_one_step(run, lr_scale, autocast))
+            run.step += 1
+            timer.add(run.tokens_per_step, first=(run.step == start_step + 1), device=env.device)
             progress.advance()
-
-            if step % config.log_every == 0 or step == config.steps:
-                losses.extend(t.item() for t in pending)
-                pending.clear()
-                if not math.isfinite(losses[-1]):
-                    raise RuntimeError(f"training loss is {losses[-1]} at step {step}; "
+            if run.step % config.log_every == 0 or run.step == config.steps:
+                _collect(run, pending)
+                if not math.isfinite(run.losses[-1]):
+                    raise RuntimeError(f"training loss is {run.losses[-1]} at step {run.step}; "
                                        "lower --lr or raise --warmup-steps")
                 if env.is_main:
-                    report_progress(progress, out_dir, step, config.steps, losses[-1], lr_scale * config.lr, timer,
-                                    n_params, peak)
-            if config.checkpoint_every and step % config.checkpoint_every == 0 and step < config.steps:
-                losses.extend(t.item() for t in pending)
-                pending.clear()
-                path = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env, mode)
-                if path is not None:
-                    checkpoints.append(path)
+                    report_progress(progress, run.out_dir, run.step, config.steps, run.losses[-1],
+                                    lr_scale * config.lr, timer, run.n_params, run.peak_flops)
+            if config.checkpoint_every and run.step % config.checkpoint_every == 0 and run.step < config.steps:
+                _collect(run, pending)
+                _checkpoint(run)
+    _collect(run, pending)
+    return timer
 
-    # ------------------------------------------------------------------ finish
-    losses.extend(t.item() for t in pending)
-    tokens_per_s, mfu = timer.tokens_per_s(), timer.mfu(n_params, peak)  # before the saves below
-    final_ckpt = checkpoint(out_dir, step, model, tokenizer, optimizers, stream, losses, config, env, mode)
-    if final_ckpt is not None:
-        checkpoints.append(final_ckpt)
-    if step < config.steps:  # stopped by a signal: the checkpoint is the result
-        raise TrainingInterrupted(step, final_ckpt)
-    model_dir = None
-    if mode == "fsdp":
-        model = sharding.consolidated_model(model)  # the plain model validators load (rank 0; None elsewhere)
-    if env.is_main:
-        model_dir = save_model_dir(model, tokenizer, out_dir / FINAL_MODEL_SUBDIR)
-        warn_if_rejected(model_dir, competition, echo)
-        echo(f"saved {model_dir}")
+
+def _one_step(run: _Run, lr_scale: float, autocast) -> torch.Tensor:
+    """One optimizer step over `grad_accum` micro-batches; returns the step's loss, still on the device."""
+    config, env = run.config, run.env
+    for opt in run.optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
+    step_loss = torch.zeros((), device=env.device)
+    for micro in range(config.grad_accum):
+        rows = run.stream.next_batch(config.micro_batch_size).to(env.device, non_blocking=True)
+        with sharding.gradient_sync(run.train_model, run.mode, micro == config.grad_accum - 1):
+            with autocast:
+                loss = next_token_loss(run.train_model, rows) / config.grad_accum
+            loss.backward()
+        step_loss += loss.detach()
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    for opt in run.optimizers:
+        opt.step()
+    for opt in run.optimizers:
+        opt.zero_grad(set_to_none=True)
     if env.world_size > 1:
+        dist.all_reduce(step_loss)  # SUM (gloo has no AVG); divided below
+        step_loss /= env.world_size
+    return step_loss
+
+
+def _collect(run: _Run, pending: list[torch.Tensor]) -> None:
+    run.losses.extend(t.item() for t in pending)
+    pending.clear()
+
+
+def _checkpoint(run: _Run) -> Path | None:
+    path = write_checkpoint(run.out_dir, run.step, run.model, run.tokenizer, run.optimizers, run.stream, run.losses,
+                      run.config, run.env, run.mode)
+    if path is not None:
+        run.checkpoints.append(path)
+    return path
+
+
+def _save_final_model(run: _Run, echo: Callable[[str], None]) -> tuple[Path | None, torch.nn.Module | None]:
+    """The plain model validators load, saved by rank 0 (and checked as validators would); returns
+    its directory and the model (None off rank 0 when sharded)."""
+    model_dir = None
+    model = sharding.consolidated_model(run.model) if run.mode == "fsdp" else run.model  # None off rank 0
+    if run.env.is_main:
+        model_dir = save_model_dir(model, run.tokenizer, run.out_dir / FINAL_MODEL_SUBDIR)
+        warn_if_rejected(model_dir, run.competition, echo)
+        echo(f"saved {model_dir}")
+    if run.env.world_size > 1:
         dist.barrier()
-    return TrainResult(out_dir, model_dir, losses, start_step, step, tokens_per_s, n_params, mfu, checkpoints, model)
+    return model_dir, model
 
 
 # ----------------------------------------------------------------------------- the model
@@ -303,39 +360,6 @@ def check_resumable(config: TrainConfig, saved: dict, world_size: int) -> None:
                          "start a new run (--init the checkpoint's model/ directory) instead")
     if len(saved["ranks"]) != world_size:
         raise ValueError(f"checkpoint was written by {len(saved['ranks'])} process(es), this run has {world_size}")
-
-
-def checkpoint(out_dir: Path, step: int, model, tokenizer, optimizers, stream: ShardedStreams, losses: list[float],
-               config: TrainConfig, env: "Distributed", mode: str = "none") -> Path | None:
-    """Gather every rank's RNG and data position, then rank 0 writes. Returns the path on rank 0.
-
-    A sharded run also writes every rank's shard of weights and optimizer states (DCP) and a
-    consolidated model; its trainer state then holds no optimizer state of its own."""
-    mine = {"rng": capture_rng(), "data": stream.state_dict()}
-    ranks = [mine]
-    if env.world_size > 1:
-        # Tensors inside all_gather_object do not survive the trip (torch pickles their storages
-        # untyped), so each rank sends its state as torch.save bytes.
-        buffer = io.BytesIO()
-        torch.save(mine, buffer)
-        gathered: list = [None] * env.world_size
-        dist.all_gather_object(gathered, buffer.getvalue())
-        ranks = [torch.load(io.BytesIO(blob), weights_only=True) for blob in gathered]
-    path, staged, plain = None, None, model
-    if mode == "fsdp":
-        staged = staging_dir(out_dir, step)
-        sharding.save_sharded_state(model, optimizers, staged / sharding.DCP_SUBDIR)
-        plain = sharding.consolidated_model(model)
-    if env.is_main:
-        state = {
-            "step": step, "losses": list(losses), "config": config.to_dict(), "ranks": ranks,
-            "optimizers": [] if mode == "fsdp" else [opt.state_dict() for opt in optimizers],
-            "sharded": mode == "fsdp",
-        }
-        path = save_checkpoint(out_dir, step, plain, tokenizer, state, keep=config.keep_checkpoints, staged=staged)
-    if env.world_size > 1:
-        dist.barrier()
-    return path
 
 
 def seed_everything(seed: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,67 +38,98 @@ class UploadError(RuntimeError):
     """Publishing could not be completed; the message says which step failed and what to do."""
 
 
-def upload_model(
-    model_dir: Path | str,
-    store: ModelStore,
-    chain: Chain,
-    wallet_hotkey_ss58: str,
-    namespace: str,
-    name: str,
-    competition: Competition,
-    force: bool = False,
-    incumbent_dir: Path | str | None = None,
-    *,
-    incumbent_age_blocks: float | None = None,
-    incumbent_block: int | None = None,
-    find_incumbent: bool = False,
-    cache_dir: Path | str | None = None,
-    n_documents: int = 0,
-    device: str = "auto",
-    echo: Callable[[str], None] = print,
-    confirm_replace: Callable[[str], bool] | None = None,
-    dry_run: bool = False,
-) -> ModelRef | None:
-    """Publish `model_dir` for `wallet_hotkey_ss58` (whose wallet `chain` signs with); returns the ModelRef.
+@dataclass(frozen=True)
+class UploadOptions:
+    """How to publish, beyond what and where.
 
-    The benchmark runs when an incumbent is given (`incumbent_dir`, aged `incumbent_age_blocks`)
-    or, with `find_incumbent`, when the chain has one (another hotkey's best model). A model that
-    cannot win is refused unless `force`.
+    The benchmark runs when an incumbent is given (`incumbent_dir`, aged `incumbent_age_blocks`, born
+    at `incumbent_block`) or, with `find_incumbent`, when the chain has one (another hotkey's weight
+    holder); it uses the validator's advantage (`earned_eps`: what the incumbent earned, default the
+    cap in mode "earned", as `subnet miner benchmark`). A model that cannot win is refused unless
+    `force`. Replacing a different commitment restarts the hotkey's model age, so
+    `confirm_replace(question)` is asked before anything is uploaded (None: replace without asking,
+    as scripts and devnet do; it may raise `UploadError` to refuse with its own message). `dry_run`
+    stops after the checks and the benchmark, saying what would happen."""
 
-    Replacing a different commitment restarts the hotkey's model age, so `confirm_replace(question)`
-    is asked first (None: replace without asking, as scripts and devnet do). `dry_run` stops after the
-    checks and the benchmark, saying what would happen, and returns None.
-    """
-    model_dir = Path(model_dir)
+    force: bool = False
+    incumbent_dir: Path | None = None
+    incumbent_age_blocks: float | None = None
+    incumbent_block: int | None = None
+    find_incumbent: bool = False
+    earned_eps: float | None = None
+    cache_dir: Path | None = None
+    n_documents: int = 0
+    device: str = "auto"
+    confirm_replace: Callable[[str], bool] | None = None
+    dry_run: bool = False
+
+
+def upload_model(model_dir: Path | str, store: ModelStore, chain: Chain, wallet_hotkey_ss58: str, namespace: str,
+                 name: str, competition: Competition, options: UploadOptions = UploadOptions(), *,
+                 echo: Callable[[str], None] = print) -> ModelRef | None:
+    """Publish `model_dir` for `wallet_hotkey_ss58` (whose wallet `chain` signs with); returns the
+    ModelRef, or None after a dry run."""
+    model_dir, hotkey = Path(model_dir), wallet_hotkey_ss58
     check_like_validator(model_dir, competition)
     echo(f"{model_dir} passes the validator's checks for {competition.id}")
-
-    if not force:
-        refuse_if_cannot_win(model_dir, chain, store, wallet_hotkey_ss58, competition, incumbent_dir,
-                             incumbent_age_blocks, incumbent_block, find_incumbent, cache_dir, n_documents, device, echo)
-
-    if dry_run:
-        existing = own_commitment(chain, wallet_hotkey_ss58)
-        replacing = (f", replacing its commitment {existing.data!r} of block {existing.block} (the model's age "
-                     "restarts)" if existing is not None else "")
-        echo(f"dry run: would upload {model_dir} privately to {namespace}/{name}, commit it for "
-             f"{wallet_hotkey_ss58}{replacing}, then make it public")
+    if not options.force:
+        refuse_if_cannot_win(model_dir, chain, store, hotkey, competition, options, echo)
+    existing = own_commitment(chain, hotkey)
+    replacing = existing is not None and not is_same_model(existing.data, namespace, name, model_dir, hotkey)
+    if options.dry_run:
+        what = (f", replacing its commitment {existing.data!r} of block {existing.block} (the model's age "
+                "restarts)" if replacing else "")
+        echo(f"dry run: would upload {model_dir} privately to {namespace}/{name}, commit it for {hotkey}{what}, "
+             "then make it public")
         return None
+    confirm = options.confirm_replace
+    if replacing and confirm is not None:  # before anything is uploaded
+        confirm_or_refuse(confirm, existing, f"{namespace}/{name}", "nothing was uploaded")
+        confirm = None
 
     commit = store.upload(model_dir, namespace, name, private=True)
     echo(f"uploaded privately to {namespace}/{name} at revision {commit}")
     dir_hash = served_directory_hash(store, namespace, name, commit, model_dir, competition)
-    ref = ModelRef(namespace, name, commit, secure_hash(dir_hash, wallet_hotkey_ss58), competition.id)
-    data = ref.encode()
+    ref = ModelRef(namespace, name, commit, secure_hash(dir_hash, hotkey), competition.id)
+    commit_once(chain, hotkey, ref, confirm, echo)
 
-    existing = own_commitment(chain, wallet_hotkey_ss58)
+    store.make_public(namespace, name)
+    echo(f"{namespace}/{name} is public")
+    verify_as_validator(store, ref, hotkey, competition)
+    echo(f"verified: validators can fetch {ref.short()} and its hash matches the commitment")
+    return ref
+
+
+def is_same_model(committed: str, namespace: str, name: str, model_dir: Path, hotkey: str) -> bool:
+    """Whether the hotkey's commitment already names this repo with this directory's content (a re-run
+    after a failure midway), so that finishing the job asks nothing."""
+    try:
+        ref = ModelRef.parse(committed)
+    except ValueError:
+        return False
+    return ref.repo_id == f"{namespace}/{name}" and ref.secure_hash == secure_hash(directory_hash(model_dir), hotkey)
+
+
+def confirm_or_refuse(confirm: Callable[[str], bool], existing, new: str, kept: str) -> None:
+    """Ask before replacing `existing` (the model's age restarts); a no keeps it."""
+    question = (f"replace the commitment {existing.data!r} of block {existing.block} with {new}? "
+                "The new model's age starts at 0")
+    if not confirm(question):
+        raise UploadError(f"kept the existing commitment; {kept}")
+
+
+def commit_once(chain: Chain, hotkey: str, ref: ModelRef, confirm: Callable[[str], bool] | None,
+                echo: Callable[[str], None]) -> None:
+    """Commit `ref` unless the chain already holds it, then read it back; a commitment that does not
+    land keeps the repo private (the caller makes it public only after this returns). `confirm` is
+    asked only when a replacement was not foreseen before the upload (None: not asked)."""
+    data = ref.encode()
+    existing = own_commitment(chain, hotkey)
     if existing is not None and existing.data == data:
         echo(f"chain already holds this commitment (block {existing.block}); not committing again")
     else:
-        if existing is not None and confirm_replace is not None and not confirm_replace(
-                f"replace the commitment {existing.data!r} of block {existing.block} with {data!r}? "
-                "The new model's age starts at 0"):
-            raise UploadError(f"kept the existing commitment; {namespace}/{name}@{commit} stays private")
+        if existing is not None and confirm is not None:
+            confirm_or_refuse(confirm, existing, data, f"{ref.repo_id}@{ref.commit} stays private")
         try:
             block = chain.commit(data)
             echo(f"committed {data} in block {block}")
@@ -105,18 +137,12 @@ def upload_model(
             if e.code != "unknown_outcome":
                 raise
             echo(f"the commit's outcome is unknown ({e}); reading the chain back to see whether it landed")
-    landed = read_back(chain, wallet_hotkey_ss58, data)
+    landed = read_back(chain, hotkey, data)
     if landed is None or landed.data != data:
         raise UploadError(
-            f"the chain's commitment for {wallet_hotkey_ss58} is {landed.data if landed else None!r}, "
+            f"the chain's commitment for {hotkey} is {landed.data if landed else None!r}, "
             f"expected {data!r}; the repo stays private. Re-run upload to retry."
         )
-
-    store.make_public(namespace, name)
-    echo(f"{namespace}/{name} is public")
-    verify_as_validator(store, ref, wallet_hotkey_ss58, competition)
-    echo(f"verified: validators can fetch {ref.short()} and its hash matches the commitment")
-    return ref
 
 
 def check_like_validator(model_dir: Path, competition: Competition) -> None:
@@ -132,26 +158,29 @@ def check_like_validator(model_dir: Path, competition: Competition) -> None:
         raise UploadError(f"validators would reject {model_dir}: {e}") from None
 
 
-def refuse_if_cannot_win(model_dir, chain, store, hotkey, competition, incumbent_dir, age_blocks, incumbent_block,
-                         find_incumbent, cache_dir, n_documents, device, echo) -> None:
+def refuse_if_cannot_win(model_dir: Path, chain: Chain, store: ModelStore, hotkey: str, competition: Competition,
+                         options: UploadOptions, echo: Callable[[str], None]) -> None:
+    """The benchmark, exactly as `subnet miner benchmark` runs it; refuses a model that cannot win."""
     from subnet.miner.benchmark import benchmark
 
-    if incumbent_dir is None and find_incumbent:
+    incumbent_dir, incumbent_block, age_blocks = options.incumbent_dir, options.incumbent_block, options.incumbent_age_blocks
+    if incumbent_dir is None and options.find_incumbent:
         from subnet.miner.chain_models import best_model_on_chain
 
-        cache = Path(cache_dir) if cache_dir else Path(tempfile.gettempdir()) / "subnet-miner-cache"
-        found = best_model_on_chain(chain, store, competition, cache, exclude_hotkeys={hotkey})
+        cache = options.cache_dir or Path(tempfile.gettempdir()) / "subnet-miner-cache"
+        found = best_model_on_chain(chain, store, competition, Path(cache), exclude_hotkeys={hotkey})
         if found is not None:
             incumbent_dir, incumbent_block = found.path, found.block
             age_blocks = age_blocks if age_blocks is not None else max(0, chain.current_block() - found.block)
-            echo(f"incumbent on chain: {found.ref.short()} (uid {found.uid}, block {found.block})")
+            echo(f"incumbent on chain: {found.describe()}")
     if incumbent_dir is None:
         return
     report = benchmark(model_dir, incumbent_dir, competition, incumbent_age_blocks=age_blocks or 0.0,
-                       incumbent_block=incumbent_block, n_documents=n_documents, device=device)
+                       incumbent_block=incumbent_block, n_documents=options.n_documents, device=options.device,
+                       earned_eps=options.earned_eps)
     echo(f"benchmark: candidate {report.candidate.mean:.5f}, incumbent {report.incumbent.mean:.5f}, "
-         f"paired diff {report.paired.mean:+.5f} [{report.paired.low:+.5f}, {report.paired.high:+.5f}]: "
-         f"{report.verdict.text}")
+         f"paired diff {report.paired.mean:+.5f} [{report.paired.low:+.5f}, {report.paired.high:+.5f}], "
+         f"incumbent advantage {report.advantage_now:.4%}: {report.verdict.text}")
     if report.verdict.code in REFUSING_VERDICTS:
         raise UploadError(f"refusing to publish: the benchmark says the model {report.verdict.text} "
                           f"against {incumbent_dir}; pass --force to publish anyway")
