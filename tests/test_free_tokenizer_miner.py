@@ -10,7 +10,7 @@ import pytest
 from subnet.competitions import DEFAULT_COMPETITIONS
 from subnet.miner.config import TrainConfig
 from tests.hostile_tokenizers import FREE_COMPETITION, free_model, small_tokenizer_json, tiny_tokenizer_json
-from tests.test_miner_support import quiet
+from tests.miner_run import quiet
 
 FREE = replace(DEFAULT_COMPETITIONS["tiny"], free_tokenizer=True, max_seq_len=FREE_COMPETITION.max_seq_len)
 

@@ -11,7 +11,7 @@ import pytest
 
 from subnet.eval.types import DocLosses
 from subnet.validator import state as st
-from subnet.validator.scores import scores_table
+from subnet.validator.score_table import scores_table
 from tests.hostile_tokenizers import CASES, FREE_COMPETITION, free_model, small_tokenizer_json, tiny_tokenizer_json
 from tests.validator_fixtures import LocalSubnet
 
