@@ -2,10 +2,11 @@
 
 The gamed model built here: a LlamaForCausalLM whose config.json says `"is_causal": false`.
 Transformers (5.x) then builds a bidirectional attention mask, so every position sees the token it
-is asked to predict; the project's safe loader accepts the config (step 1 shows it). Trained for a
+is asked to predict; the project's loader accepted the config until it named the rule. Trained for a
 few hundred steps on uniformly random tokens, where no causal model can beat ln(vocab) nats per
-token, it learns to copy the next token and its loss falls far below that floor (step 2). Step 3
-runs the generation check (the competition's default settings) on it.
+token, it learns to copy the next token and its loss falls far below that floor. The loader now
+refuses the config by name and the engine's causality probe refuses the model itself (each is shown);
+the generation check (the competition's default settings) is run on it too.
 
 Prints, per seed: the loader's verdict, the loss on held-out random documents next to ln(vocab),
 and the check's verdict with the greedy outputs. Measured on a 2-core CPU box (200 steps, hidden
@@ -33,6 +34,8 @@ import transformers
 from subnet.competitions import GenerationCheck, get_competition
 from subnet.data.types import TokenizedDocuments
 from subnet.eval.engine import compute_losses
+from subnet.eval.head import UnsupportedModel
+from subnet.hub.errors import ModelRejected
 from subnet.eval.generation import check_generation
 from subnet.hub.loading import load_model
 
@@ -70,14 +73,29 @@ def one_seed(seed: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trained.save_pretrained(tmp)
         config = json.loads((Path(tmp) / "config.json").read_text())
-        model = load_model(tmp, get_competition("tiny"))  # raises ModelRejected if the loader refused it
+        try:
+            load_model(tmp, get_competition("tiny"))
+            loader = "accepted"
+        except ModelRejected as e:  # the config rule (subnet.hub.loading._check_causal)
+            loader = f"rejected:{e.reason}: {e.detail}"
     docs = random_docs(8, 160, seed + 1000)
-    loss = float(np.nanmean(compute_losses(model, docs).per_token()))
-    verdict = check_generation(model, docs, GenerationCheck(enabled=True))
-    return {"seed": seed, "config is_causal": config.get("is_causal"), "loader": "accepted",
-            "loss": round(loss, 3), "causal floor ln(vocab)": round(math.log(TOKENS), 3),
-            "check": verdict.error or "passed", "outputs": [list(o) for o in verdict.outputs],
-            "seconds": round(time.perf_counter() - started, 1)}
+    row = {"seed": seed, "config is_causal": config.get("is_causal"), "loader": loader,
+           "causal floor ln(vocab)": round(math.log(TOKENS), 3)}
+    # Past the loader (as a way round the config rule would be): the engine's causality probe, and what
+    # the loss would have been without it.
+    try:
+        compute_losses(trained, docs)
+        row["engine"] = "scored"
+    except UnsupportedModel as e:
+        row["engine"] = f"unsupported: {e}"
+    with torch.inference_mode():
+        nll = torch.nn.functional.cross_entropy(trained(input_ids=torch.as_tensor(np.stack(docs.tokens))).logits[:, :-1]
+                                                .flatten(0, 1).float(), torch.as_tensor(np.stack(docs.tokens))[:, 1:].flatten())
+    row["loss without the probe"] = round(float(nll), 3)
+    verdict = check_generation(trained, docs, GenerationCheck(enabled=True))
+    row.update({"check": verdict.error or "passed", "outputs": [list(o) for o in verdict.outputs],
+                "seconds": round(time.perf_counter() - started, 1)})
+    return row
 
 
 def main() -> None:
@@ -86,12 +104,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-    caught = 0
+    caught = refused = probed = 0
     for seed in range(args.seeds):
         row = one_seed(seed, args.steps)
         caught += row["check"] != "passed"
+        refused += row["loader"] != "accepted"
+        probed += row["engine"] != "scored"
         print(json.dumps(row))
-    print(f"caught by the generation check: {caught} of {args.seeds} gamed models")
+    print(f"of {args.seeds} gamed models: refused by the loader {refused}, by the causality probe {probed}, "
+          f"by the generation check {caught}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ class Competition:
         if isinstance(self.sources, list):  # as `to_dict` writes them
             object.__setattr__(self, "sources", tuple(
                 WeightedSource(**src) if isinstance(src, Mapping) else src for src in self.sources))
+        if isinstance(self.generation_check, Mapping):  # as `to_dict` writes it
+            object.__setattr__(self, "generation_check", GenerationCheck(**self.generation_check))
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:

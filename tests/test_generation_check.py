@@ -129,7 +129,7 @@ def test_competitions_file_enables_and_tunes_the_check(tmp_path):
     assert load_competitions(path)["tiny"] == loaded
     for bad, field in [({"enabled": "yes"}, "generation_check.enabled"),
                        ({"max_repeats": 20}, "generation_check.max_repeats"),
-                       ({"prompt_tokens": 250}, "generation_check.prompt_tokens"),
+                       ({"enabled": True, "prompt_tokens": 250}, "generation_check.prompt_tokens"),
                        ({"prompts": 0}, "generation_check.prompts"),
                        ({"new_tokens": 2.5}, "generation_check.new_tokens")]:
         path.write_text(json.dumps([{**base, "generation_check": bad}]))
