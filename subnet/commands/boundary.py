@@ -119,9 +119,23 @@ def readable_help(command):
             param.metavar = ""
         elif param.param_type_name == "option" and getattr(param, "multiple", False):
             param.metavar = f"{_element_name(param)} ..."
+        elif param.param_type_name == "argument" and param.nargs != 1 and hasattr(param, "display_type_rich"):
+            label = f"{_element_name(param)} ..."
+            param.display_type_rich = lambda ctx, label=label: label  # typer's column would say <list[Path]>
+    command.get_help_option = _plain_help_option(command.get_help_option)  # click makes -h on demand
     for sub in getattr(command, "commands", {}).values():
         readable_help(sub)
     return command
+
+
+def _plain_help_option(make):
+    def get_help_option(ctx):
+        option = make(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    return get_help_option
 
 
 def _element_name(param) -> str:
@@ -139,7 +153,11 @@ def _element_name(param) -> str:
 def _flag_name(param, ctx) -> str:
     """`--netuid`, and where the bad value came from the environment, `--netuid (from SUBNET_NETUID)`."""
     opts = getattr(param, "opts", None)
-    name = opts[0] if opts and opts[0].startswith("-") else param.human_readable_name
+    if opts and opts[0].startswith("-"):
+        name = opts[0]
+    else:  # an argument: its metavar (PATH), as the usage line shows it
+        name = str(getattr(param, "metavar", None) or getattr(param, "human_readable_name", None)
+                   or (param.name or "argument").upper())
     source = ctx.get_parameter_source(param.name) if ctx is not None and param.name else None
     if source is not None and source.name == "ENVIRONMENT" and param.envvar:
         names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)

@@ -4,7 +4,8 @@ Runs exactly the validator's checks (the store's file rules, safe loading and th
 constraints), then scores the model on a small sample of the competition's data with the
 validator's engine. The verdict is the validator's: any failure goes through the same containment
 boundary (`subnet.hub.contained.classify`), and a model whose every document fails to score is
-rejected with the validator's reason. Exit code 1 when it would be rejected; never a traceback.
+rejected with the validator's reason. Exit code 1 and one `error:` line on stderr when it would be
+rejected; never a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from subnet.commands.boundary import CONTEXT_SETTINGS
+from subnet.commands.boundary import CONTEXT_SETTINGS, CommandError
 
 app = typer.Typer(help="Check a model as a validator would.", no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS)
@@ -57,7 +58,8 @@ def check(
     _print(console, result)
     if as_json:
         print(json.dumps(result))
-    raise typer.Exit(0 if result["accepted"] else 1)
+    if not result["accepted"]:  # the boundary's one line (exit 1, a domain error); the table says more
+        raise CommandError(f"{path} rejected: {result['reason']}: {result['detail']}")
 
 
 def check_directory(path: Path, comp, documents: int, device: str) -> dict:
