@@ -14,6 +14,16 @@ from subnet.commands.boundary import EXIT_DOMAIN, EXIT_USAGE, run_command
 from subnet.commands.main import app
 
 BAD_TOML = '[[competition]]\nid = "x"\nmax_seq_len = "12"\n'
+UNKNOWN_DATASET_TOML = """[[competition]]
+id = "t2"
+tokenizer = "builtin:tiny"
+max_seq_len = 256
+min_params = 10000
+max_params = 20000000
+max_bytes = 134217728
+architectures = ["LlamaForCausalLM"]
+dataset = "fineweb-typo"
+"""
 
 
 @pytest.fixture
@@ -22,6 +32,7 @@ def world(tmp_path):
 
     LocalChain(tmp_path / "chain.sqlite", netuid=1).close()
     (tmp_path / "bad.toml").write_text(BAD_TOML)
+    (tmp_path / "dataset.toml").write_text(UNKNOWN_DATASET_TOML)
     (tmp_path / "model").mkdir()
     (tmp_path / "afile").write_text("x")
     with socket.socket() as sock:
@@ -45,6 +56,8 @@ def cases(tmp, port):
         ([*validator, "--network", devnet, "--store", "s3://x"], EXIT_USAGE, "--store"),
         ([*validator, "--network", devnet, "--competitions-file", str(tmp / "bad.toml")], EXIT_USAGE,
          f"--competitions-file {tmp / 'bad.toml'}: competition 'x': missing field(s)"),
+        ([*validator, "--network", devnet, "--competitions-file", str(tmp / "dataset.toml")], EXIT_USAGE,
+         f"--competitions-file {tmp / 'dataset.toml'}: competition 't2': unknown dataset 'fineweb-typo'"),
         ([*validator, "--network", devnet, "--schedule-file", str(tmp / "missing.toml")], EXIT_USAGE,
          f"--schedule-file {tmp / 'missing.toml'}: cannot read"),
         ([*validator, "--netuid", "9", "--competition", "tiny"], EXIT_USAGE, "only on a devnet"),

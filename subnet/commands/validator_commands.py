@@ -35,17 +35,15 @@ def _group() -> None:
 
 def run(**options: Any) -> None:
     """Evaluate miners' models round after round and set weights."""
-    from subnet.competitions import load_competitions
     from subnet.logs import setup_logging
-    from subnet.schedule import load_schedule
     from subnet.validator.daemon import resolve_competitions, run_validator
     from subnet.validator.daemon_signals import exit_at_once_if_forced
 
     # Files named on the command line first: a malformed one costs nothing (no wallet read, no state).
     if options["competitions_file"]:
-        load_option_file("--competitions-file", options["competitions_file"], load_competitions, "competitions")
+        load_option_file("--competitions-file", options["competitions_file"], _competitions, "competitions")
     if options["schedule_file"]:
-        load_option_file("--schedule-file", options["schedule_file"], load_schedule, "schedule")
+        load_option_file("--schedule-file", options["schedule_file"], _schedule, "schedule")
     config = config_from(options)
     try:
         config.validate()
@@ -58,6 +56,27 @@ def run(**options: Any) -> None:
 
 
 app.command("run")(with_options(run))
+
+
+def _competitions(path):
+    """The file's competitions, each with a dataset a round can read (else its first round failed)."""
+    from subnet.competitions import load_competitions
+    from subnet.data.sources import make_source
+
+    table = load_competitions(path)
+    for competition in table.values():
+        make_source(competition)  # only names are checked here: nothing is fetched
+    return table
+
+
+def _schedule(path):
+    from subnet.data.sources import make_source
+    from subnet.schedule import load_schedule
+
+    schedule = load_schedule(path)
+    for competition in schedule.all_competitions().values():
+        make_source(competition)
+    return schedule
 
 
 def _resolve_device(device: str) -> str:
