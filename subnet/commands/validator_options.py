@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import MISSING, fields
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, get_type_hints
 
 import typer
 
@@ -54,25 +54,16 @@ def _cli_fields():
 def parameters() -> list[inspect.Parameter]:
     """Keyword parameters, typer options as defaults, for every CLI setting and the extras."""
     params = []
+    types = get_type_hints(ValidatorConfig)  # the fields' annotations as types, not strings
     for f, flag in _cli_fields():
         default = f.default if flag.cli_default is _SAME else flag.cli_default
-        kind = f.type if flag.cli_type is _SAME else flag.cli_type
+        kind = types[f.name] if flag.cli_type is _SAME else flag.cli_type
         assert default is not MISSING, f.name
         option = typer.Option(default, *flag.flags, envvar=list(flag.env) or None, help=flag.help)
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=_resolve(kind)))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
     for name, (kind, _, option) in EXTRA_OPTIONS.items():
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
     return params
-
-
-def _resolve(kind: Any) -> Any:
-    """A field's type as written in config.py (a string under postponed annotations) as a real type."""
-    if not isinstance(kind, str):
-        return kind
-    import subnet.validator.config as config_module
-
-    return eval(kind, vars(config_module))  # noqa: S307 - our own annotations, e.g. "Optional[Path]"
 
 
 def with_options(function: Callable) -> Callable:

@@ -70,9 +70,9 @@ class ValidatorConfig:
         to_config=lambda ids: tuple(ids or ()),
         help="Competition to evaluate (repeatable). Default: the network's competitions with a reward "
              "share (b3 on finney); the toy tiny exists only on a devnet.")
-    competitions_file: Optional[Path] = setting(None, "--competitions-file", env="SUBNET_COMPETITIONS_FILE",
-                                                help="TOML/JSON file replacing the built-in competitions "
-                                                     "([[competition]] tables; docs/competitions-file.md).")
+    competitions_file: Optional[Path] = setting(
+        None, "--competitions-file", env="SUBNET_COMPETITIONS_FILE",
+        help="TOML/JSON file replacing the built-in competitions (format: docs/competitions-file.md).")
     schedule_file: Optional[Path] = setting(  # competitions by block (subnet.schedule); replaces competitions_file
         None, "--schedule-file", env="SUBNET_SCHEDULE_FILE",
         help="TOML/JSON schedule of competitions by block (replaces --competitions-file).")
