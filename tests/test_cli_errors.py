@@ -61,6 +61,8 @@ def cases(tmp, port):
         ([*validator, "--network", devnet, "--schedule-file", str(tmp / "missing.toml")], EXIT_USAGE,
          f"--schedule-file {tmp / 'missing.toml'}: cannot read"),
         ([*validator, "--netuid", "9", "--competition", "tiny"], EXIT_USAGE, "only on a devnet"),
+        ([*validator, "--network", devnet, "--scoring-mode", "gpu"], EXIT_USAGE, "--scoring-mode must be"),
+        ([*validator, "--network", devnet, "--max-models-per-round", "0"], EXIT_USAGE, "--max-models-per-round"),
         ([*validator, "--network", devnet, "--log-level", "LOUD"], EXIT_USAGE, "--log-level"),
         ([*validator, "--network", devnet, "--wallet.name", "nobody", "--wallet.path", str(tmp / "w")], EXIT_DOMAIN,
          "hotkey file"),

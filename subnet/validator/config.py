@@ -168,11 +168,11 @@ class ValidatorConfig:
         if self.fetch_timeout_per_model_s <= 0:
             raise ValueError(f"fetch_timeout_per_model_s must be positive, got {self.fetch_timeout_per_model_s}")
         if self.max_models_per_round <= 0:
-            raise ValueError(f"max_models_per_round must be positive, got {self.max_models_per_round}")
+            raise ValueError(f"--max-models-per-round must be positive, got {self.max_models_per_round}")
         if self.backfill_windows < 0:
             raise ValueError(f"backfill_windows must not be negative, got {self.backfill_windows}")
         if self.scoring_mode not in ("worker", "inprocess"):
-            raise ValueError(f"scoring_mode must be 'worker' or 'inprocess', got {self.scoring_mode!r}")
+            raise ValueError(f"--scoring-mode must be 'worker' or 'inprocess', got {self.scoring_mode!r}")
         if not (0 <= self.api_port < 65536):
             raise ValueError(f"--api-port must be in [0, 65535], got {self.api_port}")
         if self.keep_loss_rounds < 0 or self.keep_summary_rounds < 0:
