@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from subnet.chain.base import ChainError, Metagraph, Neuron
@@ -57,6 +58,11 @@ def registered_neuron(metagraph: Metagraph, hotkey: str, network: str) -> Neuron
     for neuron in metagraph.neurons:
         if neuron.hotkey == hotkey:
             return neuron
+    if str(network).startswith("devnet:"):  # btcli cannot reach a devnet: its own wallets are registered
+        chain_dir = Path(str(network)[len("devnet:"):]).expanduser().parent
+        raise PreflightError(f"hotkey {hotkey} is not registered on subnet {metagraph.netuid} ({network}); "
+                             f"btcli cannot register on a devnet: use a wallet `subnet devnet` registered there, "
+                             f"--wallet.path {chain_dir / 'wallets'} --wallet.name validator (or miner-N)")
     raise PreflightError(f"hotkey {hotkey} is not registered on subnet {metagraph.netuid} ({network}); "
                          f"register it with `btcli subnets register --netuid {metagraph.netuid}`")
 

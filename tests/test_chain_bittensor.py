@@ -201,7 +201,8 @@ def test_unknown_network_and_bad_timeout_are_refused():
 
 
 def test_factory_picks_the_adapter(tmp_path):
-    local = make_chain(f"devnet:{tmp_path / 'c.sqlite'}", 4, block_time=2.0)
+    LocalChain(tmp_path / "c.sqlite", netuid=4, block_time=2.0).close()  # only `subnet devnet` creates a chain
+    local = make_chain(f"devnet:{tmp_path / 'c.sqlite'}", 4)
     assert isinstance(local, LocalChain) and local.netuid == 4 and local.block_time == 2.0
     local.close()
     for network in ("finney", "test", "ws://127.0.0.1:9944"):

@@ -46,4 +46,4 @@ def test_malformed_schedule_fails_naming_entry_and_field(tmp_path, capsys):
     path.write_text(json.dumps(data))
     rc = run_command(app, ["competitions", "--schedule", str(path), "--network", "devnet:/nonexistent"])
     err = capsys.readouterr().err
-    assert rc == 1 and "entry 1" in err and "max_params" in err
+    assert rc == 2 and "entry 1" in err and "max_params" in err  # a bad file given on the command line: usage (2)

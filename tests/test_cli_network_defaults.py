@@ -17,6 +17,14 @@ from subnet.validator.daemon import resolve_competitions
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("SUBNET_", "BT_"))}
 
 
+def devnet(tmp_path) -> str:
+    """A devnet chain that exists (only `subnet devnet` creates one; a missing path is refused)."""
+    from subnet.chain.local import LocalChain
+
+    LocalChain(tmp_path / "chain.sqlite", netuid=1).close()
+    return f"devnet:{tmp_path / 'chain.sqlite'}"
+
+
 @pytest.fixture
 def validator_config(monkeypatch):
     """Run `subnet validator run ARGS` up to the daemon and return the config it would run with."""
@@ -45,7 +53,7 @@ def test_off_devnet_the_default_competitions_are_the_subnets_and_never_tiny(vali
 
 
 def test_on_a_devnet_the_toy_competition_is_the_default(validator_config, tmp_path):
-    evaluated, known = resolve_competitions(validator_config("--network", f"devnet:{tmp_path / 'chain.sqlite'}"))
+    evaluated, known = resolve_competitions(validator_config("--network", devnet(tmp_path)))
     assert set(evaluated) == {"tiny"} and {"tiny", "b3"} <= set(known)
 
 
@@ -74,7 +82,7 @@ def test_miner_default_competition_follows_the_network(monkeypatch, tmp_path):
     runner = CliRunner()
     runner.invoke(app, ["train", "--out-dir", str(tmp_path / "a"), "--device", "cpu"])
     runner.invoke(app, ["train", "--out-dir", str(tmp_path / "b"), "--device", "cpu",
-                        "--network", f"devnet:{tmp_path / 'chain.sqlite'}"])
+                        "--network", devnet(tmp_path)])
     runner.invoke(app, ["train", "--out-dir", str(tmp_path / "c"), "--device", "cpu", "--competition", "tiny"])
     assert seen == ["b3", "tiny", "tiny"]  # a toy run on purpose stays possible off the chain
 
@@ -97,18 +105,18 @@ def test_miner_cannot_upload_a_toy_model_to_finney(tmp_path):
 ])
 def test_validator_device_on_an_emulated_cuda_host_is_indexed(validator_config, emulated_cuda, tmp_path, flag,
                                                                resolved):
-    config = validator_config("--network", f"devnet:{tmp_path / 'chain.sqlite'}", "--device", flag)
+    config = validator_config("--network", devnet(tmp_path), "--device", flag)
     assert config.device == resolved
 
 
 def test_validator_device_env_and_bad_devices(validator_config, emulated_cuda, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("SUBNET_DEVICE", "cuda")  # the Dockerfile's and systemd units' way
-    assert validator_config("--network", f"devnet:{tmp_path / 'chain.sqlite'}").device == "cuda:0"
-    assert run_from_argv(["--network", f"devnet:{tmp_path / 'c.sqlite'}", "--device", "cuda:7"]) == 2
+    assert validator_config("--network", devnet(tmp_path)).device == "cuda:0"
+    assert run_from_argv(["--network", devnet(tmp_path), "--device", "cuda:7"]) == 2
     assert "2 CUDA device" in capsys.readouterr().err
 
 
 def test_validator_cuda_without_a_gpu_is_a_usage_error(validator_config, tmp_path, capsys):
-    assert run_from_argv(["--network", f"devnet:{tmp_path / 'chain.sqlite'}", "--device", "cuda"]) == 2
+    assert run_from_argv(["--network", devnet(tmp_path), "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
-    assert validator_config("--network", f"devnet:{tmp_path / 'chain.sqlite'}").device == "cpu"  # auto
+    assert validator_config("--network", devnet(tmp_path)).device == "cpu"  # auto

@@ -72,7 +72,9 @@ def test_missing_keyfile_is_one_line_and_exit_1_before_any_round(subnet, tmp_pat
 
 def test_unregistered_hotkey_is_one_line_and_exit_1(subnet):
     proc = subnet("--api-port", "0", wallet="stranger")
-    assert_one_line_error(proc, 1, "is not registered on subnet 1", "btcli subnets register")
+    # btcli cannot reach a devnet: the advice names the wallets `subnet devnet` registered (issue 29)
+    assert_one_line_error(proc, 1, "is not registered on subnet 1", "btcli cannot register on a devnet",
+                          "--wallet.path", "--wallet.name validator")
 
 
 def test_port_in_use_is_one_line_and_exit_1(subnet):

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from subnet.competitions import CompetitionError
+from subnet.commands.boundary import load_option_file
 from subnet.schedule import CompetitionSchedule, approximate_seconds, default_schedule, load_schedule
 
 
@@ -84,10 +84,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ) -> None:
         """Show the competition schedule, the entry in force now and the next change."""
-        try:
-            schedule = load_schedule(schedule_file) if schedule_file else default_schedule()
-        except CompetitionError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(1)
+        schedule = (load_option_file("--schedule", schedule_file, load_schedule, "schedule") if schedule_file
+                    else default_schedule())
         info = describe(schedule, current_block(network, netuid))
         typer.echo(json.dumps(info) if as_json else render(info))

@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -29,6 +30,15 @@ ELIGIBILITY_MARGIN = 2
 REVEAL_PERIOD = 4  # blocks from a weights commit to its reveal, with --commit-reveal
 MARKER = ".subnet-devnet"  # written into every directory a devnet creates: only those are ever wiped
 KEEP_ROUND_INTERVAL_S = 30.0  # with --keep: rounds at a pace a person can follow, not one a second
+KEEP_API_PORT = 8091  # the status API's port with --keep; without --keep there is none unless --api-port asks
+
+
+def status_port(keep: bool, api_port: int | None) -> int:
+    """The status API's port: --api-port when given, else 8091 with --keep (a person browses a
+    running devnet) and none without (a finished devnet serves nothing, so it must not need a port)."""
+    if api_port is not None:
+        return api_port
+    return KEEP_API_PORT if keep else 0
 
 
 class DevnetDirectoryError(CommandError):
@@ -80,6 +90,9 @@ def run_devnet(plan: DevnetPlan, console: Console) -> dict:
     from subnet.competitions import get_competition
     from subnet.hub.local import LocalStore
 
+    from subnet.preflight import check_port
+
+    check_port("127.0.0.1", plan.api_port)  # before any work: a busy port must not cost the training
     root = prepare_directory(plan.directory, plan.force)
     competition = get_competition(COMPETITION)
     chain_path, store_root, wallets_dir = root / "chain.sqlite", root / "store", root / "wallets"
@@ -233,7 +246,9 @@ def register(app: typer.Typer) -> None:
                                                 f"{REVEAL_PERIOD} blocks later."),
         keep: bool = typer.Option(False, "--keep", help=f"Keep the validator and its status API running (a round every "
                                                          f"{KEEP_ROUND_INTERVAL_S:.0f} s) until Ctrl-C."),
-        api_port: int = typer.Option(8091, "--api-port", help="Status API port (0: none)."),
+        api_port: Optional[int] = typer.Option(None, "--api-port", min=0, max=65535,
+                                               help=f"Status API port (0: none). Default: {KEEP_API_PORT} with "
+                                                    "--keep, none without."),
         validators: int = typer.Option(1, "--validators", min=1, max=8,
                                        help="Validators on the chain; validator k joins k rounds after the first, "
                                             "and each one's vtrust is printed at the end."),
@@ -244,7 +259,7 @@ def register(app: typer.Typer) -> None:
         console = wide_console(stderr=as_json)
         setup_logging("INFO", "auto")  # the validator's round lines, on stderr
         plan = DevnetPlan(directory=directory, miners=miners, rounds=rounds, base_steps=base_steps,
-                          block_time=block_time, api_port=api_port if (keep or api_port) else 0, keep=keep,
+                          block_time=block_time, api_port=status_port(keep, api_port), keep=keep,
                           commit_reveal=commit_reveal, force=force, validators=validators)
         started = time.monotonic()
         result = run_devnet(plan, console)

@@ -12,7 +12,7 @@ from subnet.commands import (
     scores,
     validator_commands,
 )
-from subnet.commands.boundary import CONTEXT_SETTINGS, run_command
+from subnet.commands.boundary import CONTEXT_SETTINGS, EXIT_CODES_EPILOG, BoundaryGroup, run_command
 
 app = typer.Typer(
     name="subnet",
@@ -21,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings=CONTEXT_SETTINGS,
+    cls=BoundaryGroup,
+    epilog=EXIT_CODES_EPILOG,
 )
 
 

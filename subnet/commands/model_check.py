@@ -4,7 +4,8 @@ Runs exactly the validator's checks (the store's file rules, safe loading and th
 constraints), then scores the model on a small sample of the competition's data with the
 validator's engine. The verdict is the validator's: any failure goes through the same containment
 boundary (`subnet.hub.contained.classify`), and a model whose every document fails to score is
-rejected with the validator's reason. Exit code 1 when it would be rejected; never a traceback.
+rejected with the validator's reason. Exit code 1 and one `error:` line on stderr when it would be
+rejected; never a traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-app = typer.Typer(help="Check a model as a validator would.", no_args_is_help=True)
+from subnet.commands.boundary import CONTEXT_SETTINGS, CommandError
+
+app = typer.Typer(help="Check a model as a validator would.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, context_settings=CONTEXT_SETTINGS)
 
 
 @app.command("check")
@@ -36,25 +40,26 @@ def check(
     """Run the validator's loading checks on PATH and score it on a small sample."""
     from subnet.competitions import CompetitionError, default_competition, get_competition, load_competitions
 
-    console = Console(stderr=as_json)
-    try:
-        table = load_competitions(competitions_file) if competitions_file else None
-        comp = get_competition(competition or default_competition(network, table), table)
-    except CompetitionError as e:  # a usage error: say which competition, not a traceback
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2)
+    from subnet.commands.boundary import UsageProblem, load_option_file
     from subnet.devices import DeviceError, resolve_device
 
+    console = Console(stderr=as_json)
+    table = (load_option_file("--competitions-file", competitions_file, load_competitions, "competitions")
+             if competitions_file else None)
+    try:
+        comp = get_competition(competition or default_competition(network, table), table)
+    except CompetitionError as e:  # a usage error: say which competition, not a traceback
+        raise UsageProblem(f"--competition: {e}") from None
     try:
         device = resolve_device(device)
     except DeviceError as e:
-        console.print(f"[red]--device: {e}[/red]")
-        raise typer.Exit(2)
+        raise UsageProblem(f"--device: {e}") from None
     result = check_directory(path, comp, documents, device)
     _print(console, result)
     if as_json:
         print(json.dumps(result))
-    raise typer.Exit(0 if result["accepted"] else 1)
+    if not result["accepted"]:  # the boundary's one line (exit 1, a domain error); the table says more
+        raise CommandError(f"{path} rejected: {result['reason']}: {result['detail']}")
 
 
 def check_directory(path: Path, comp, documents: int, device: str) -> dict:

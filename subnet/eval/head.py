@@ -20,6 +20,9 @@ import torch
 from subnet.data.types import TokenizedDocuments
 
 HEAD_CHECK_TOKENS = 16
+# The check compares full-vocabulary logits several times over: fewer positions at a huge vocabulary
+# (a 20M vocabulary made 16 positions a 1.3 GB tensor, the comparison's temporaries 8 GB in all).
+HEAD_CHECK_LOGITS_BYTES = 64 * 1024**2
 
 
 class UnsupportedModel(ValueError):
@@ -87,7 +90,8 @@ def verify_head(model: torch.nn.Module, head: OutputHead, docs: TokenizedDocumen
     sample = next((t for t in docs.tokens if len(t) >= 2), None)
     if sample is None:
         return
-    ids = torch.as_tensor(np.asarray(sample[:HEAD_CHECK_TOKENS], dtype=np.int64), device=device)[None, :]
+    positions = max(1, min(HEAD_CHECK_TOKENS, HEAD_CHECK_LOGITS_BYTES // (4 * max(head.vocab_size, 1))))
+    ids = torch.as_tensor(np.asarray(sample[:positions], dtype=np.int64), device=device)[None, :]
     expected = model(input_ids=ids, use_cache=False).logits.float()[0]
     actual = head.logits(head.hidden_states(ids, None))[0]
     low_precision = expected.dtype != torch.float32 or head.projection.weight.dtype != torch.float32

@@ -28,15 +28,22 @@ log = logging.getLogger(__name__)
 # Tokens per projection chunk. On CPU 1024 tokens removed the 1.6x gap a 41-token (8 MiB) chunk
 # left at a 50k vocabulary; larger chunks were no faster (scripts/bench_eval.py --chunk-tokens).
 CPU_CHUNK_TOKENS = 1024
+# ... but never more float32 logits than this: a competition bounds parameters, not the vocabulary, and
+# a 20M-token vocabulary (hidden size 1, within tiny's limit) made a 1024-token chunk 80 GB. Below
+# ~130k tokens of vocabulary the token count binds, as before.
+CPU_LOGITS_CHUNK_BYTES = 512 * 1024**2
 # On CUDA the chunk is sized by the float32 logits it may hold: about 2,600 tokens at 100k.
 CUDA_LOGITS_CHUNK_BYTES = 1024**3
 FUSED_ENV = "SUBNET_EVAL_FUSED_CE"  # "0" turns the fused kernel off (e.g. to compare paths)
 
 
 def default_chunk_tokens(device: str | torch.device, vocab_size: int) -> int:
+    """Positions projected at once: their float32 logits (and cross-entropy's copy) stay within the
+    device's chunk bytes at any vocabulary (one position at least)."""
+    row_bytes = 4 * max(vocab_size, 1)
     if torch.device(device).type == "cuda":
-        return max(256, CUDA_LOGITS_CHUNK_BYTES // (4 * max(vocab_size, 1)))
-    return CPU_CHUNK_TOKENS
+        return max(1, CUDA_LOGITS_CHUNK_BYTES // row_bytes)
+    return max(1, min(CPU_CHUNK_TOKENS, CPU_LOGITS_CHUNK_BYTES // row_bytes))
 
 
 def chunked_token_nll(head: OutputHead, states: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:

@@ -282,28 +282,6 @@ def log_summary(summary: RoundSummary) -> None:
         log.log(level, line, extra=fields)
 
 
-def wandb_reporter(project: str, config: ValidatorConfig) -> Callable[[RoundSummary], None] | None:
-    """Optional: per-round numbers to Weights & Biases when installed and a project is configured."""
-    try:
-        import wandb
-    except ImportError:
-        log.warning("WANDB_PROJECT is set but wandb is not installed; not logging to wandb")
-        return None
-    run = wandb.init(project=project, config={k: str(v) for k, v in vars(config).items()}, reinit=True)
-
-    def report(summary: RoundSummary) -> None:
-        data: dict[str, float] = {"block": summary.block, "round_seconds": summary.seconds}
-        for cid, o in summary.competitions.items():
-            data[f"{cid}/tokens_per_s"] = o.tokens_per_s
-            for key, w in o.ema.items():
-                data[f"{cid}/weight/{key[:8]}"] = w
-            for key, loss in o.mean_loss.items():
-                data[f"{cid}/loss/{key[:8]}"] = loss
-        run.log(data)
-
-    return report
-
-
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -336,38 +314,14 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
             from subnet.validator.operator_status import identity_of, record_identity
 
             record_identity(state, identity_of(config, hotkey, neuron.uid))
-        api_url = None
-        if config.api_port:
-            from subnet.validator.api import StatusServer, build_app
-
-            max_age = config.healthz_age_limit_s
-            # The API thread never calls the chain (SDK connections are not shared across threads):
-            # ages are measured at the latest round's block. It reads through its own read-only
-            # connections, so neither the daemon's writes nor another process's lock hold it up.
-            reader = state.reader()
-            app = build_app(reader, metrics, competitions=deps.known_competitions,
-                            current_block=lambda: _last_round_block(reader), healthz_max_age_s=max_age,
-                            healthz_idle_rounds=config.healthz_idle_rounds)
-            server = StatusServer(app, config.api_host, config.api_port)
-            try:
-                port = server.start()
-            except RuntimeError as e:
-                from subnet.preflight import PreflightError
-
-                raise PreflightError(str(e)) from None
-            api_url = f"http://{config.api_host}:{port}"
-            log.info("status API on %s (/healthz /scores /rounds /metrics)", api_url)
+        server, api_url = start_status_api(config, state, metrics, deps) if config.api_port else (None, None)
         if neuron is not None:
             from subnet.validator.startup import log_banner
 
             log_banner(config, hotkey, neuron, deps.competitions, api_url)
-        from subnet.validator.report import round_reporter
+        from subnet.validator.reporters import round_reporters
 
-        reporters = [round_reporter(state)]
-        if config.wandb_project:
-            reporter = wandb_reporter(config.wandb_project, config)
-            if reporter:
-                reporters.append(reporter)
+        reporters = round_reporters(config, state)
         daemon = Daemon(deps, on_round=lambda s: [r(s) for r in reporters])
         return daemon.run()
     except KeyboardInterrupt:
@@ -379,6 +333,29 @@ def run_validator(config: ValidatorConfig, *, deps: RoundDeps | None = None) -> 
     finally:
         restore()
         _close_all(server, deps, state)
+
+
+def start_status_api(config: ValidatorConfig, state: ValidatorState, metrics: ValidatorMetrics, deps: RoundDeps):
+    """The status API, started: (server, its URL). A port that cannot be bound is a start-up error."""
+    from subnet.validator.api import StatusServer, build_app
+
+    # The API thread never calls the chain (SDK connections are not shared across threads): ages are
+    # measured at the latest round's block. It reads through its own read-only connections, so neither
+    # the daemon's writes nor another process's lock hold it up.
+    reader = state.reader()
+    app = build_app(reader, metrics, competitions=deps.known_competitions,
+                    current_block=lambda: _last_round_block(reader), healthz_max_age_s=config.healthz_age_limit_s,
+                    healthz_idle_rounds=config.healthz_idle_rounds)
+    server = StatusServer(app, config.api_host, config.api_port)
+    try:
+        port = server.start()
+    except RuntimeError as e:
+        from subnet.preflight import PreflightError
+
+        raise PreflightError(str(e)) from None
+    api_url = f"http://{config.api_host}:{port}"
+    log.info("status API on %s (/healthz /scores /rounds /metrics)", api_url)
+    return server, api_url
 
 
 def _close_all(server, deps: RoundDeps | None, state: ValidatorState) -> None:
