@@ -79,6 +79,10 @@ def cases(tmp, port):
         (["devnet", "--keep", "--api-port", str(port), "--dir", str(tmp / "net")], EXIT_DOMAIN, str(port)),
         (["competitions", "--schedule", str(tmp / "bad.toml")], EXIT_USAGE, "--schedule"),
         (["scores", "--port", "x"], EXIT_USAGE, "--port"),
+        (["scores"], EXIT_USAGE, "exactly one of --state DIR or --url URL"),
+        (["scores", "--serve", "--url", "http://127.0.0.1:1"], EXIT_USAGE, "--serve needs --state"),
+        (["scores", "--url", "http://127.0.0.1:1", "--plot", str(tmp / "p.png")], EXIT_USAGE, "--plot needs --state"),
+        (["scores", "--state", str(tmp / "no-state")], EXIT_DOMAIN, "no-state"),
     ]
 
 

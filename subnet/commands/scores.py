@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from subnet.commands.boundary import CommandError, UsageProblem
+
 BLOCKS_PER_DAY = 7200
 
 
@@ -257,20 +259,16 @@ def register(app: typer.Typer) -> None:
         console = wide_console(stderr=as_json)
         if serve:
             if state is None:
-                console.print("[red]--serve needs --state (it serves the validator's state directory)[/red]")
-                raise typer.Exit(2)
+                raise UsageProblem("--serve needs --state (it serves the validator's state directory)")
             try:
                 serve_state(state, host, port, console)
             except ScoresUnavailable as e:
-                console.print(f"[red]{e}[/red]")
-                raise typer.Exit(1)
+                raise CommandError(str(e)) from None
             return
         if (state is None) == (url is None):
-            console.print("[red]give exactly one of --state DIR or --url URL[/red]")
-            raise typer.Exit(2)
+            raise UsageProblem("give exactly one of --state DIR or --url URL")
         if plot is not None and state is None:  # refuse before contacting anything
-            console.print("[red]--plot needs --state (the round history lives in the state)[/red]")
-            raise typer.Exit(2)
+            raise UsageProblem("--plot needs --state (the round history lives in the state)")
         try:
             rows = (rows_from_state(state, competition, deregistered) if state is not None
                     else rows_from_api(url, competition, deregistered))
@@ -280,8 +278,7 @@ def register(app: typer.Typer) -> None:
                 plot_history(state, plot, competition)
                 console.print(f"wrote {plot}")
         except ScoresUnavailable as e:
-            console.print(f"[red]{e}[/red]")
-            raise typer.Exit(1)
+            raise CommandError(str(e)) from None
         if not rows:
             console.print("no models to show yet" + (f" for competition {competition!r}" if competition else ""))
         else:
