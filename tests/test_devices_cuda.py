@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from subnet.devices import DeviceError, prepare_device, resolve_device, resolve_devices
-from subnet.eval.worker import _score_in_worker
+from subnet.eval.worker_process import score_in_worker
 from tests.eval_loaders import random_docs, tiny_model
 from tests.test_eval_engine import reference_nll
 
@@ -84,7 +84,7 @@ def test_worker_cuda_branch_scores_in_bf16_on_an_indexed_device(tmp_path, emulat
     from subnet.eval.types import DocLosses
 
     request, model, docs = _request(tmp_path, device)
-    result = _score_in_worker(request)
+    result = score_in_worker(request)
     assert result["error"] == "", result["detail"]
     want = 1 if device == "cuda:1" else 0
     assert emulated_cuda.named("set_device") == [("set_device", want)]
@@ -104,5 +104,5 @@ def test_worker_cuda_out_of_memory_is_the_devices_memory_limit(tmp_path, emulate
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
 
     monkeypatch.setattr("subnet.eval.engine.compute_losses", oom)
-    result = _score_in_worker(request)
+    result = score_in_worker(request)
     assert result["error"] == "memory_limit" and "over the device's memory (cuda:1)" in result["detail"]

@@ -15,12 +15,8 @@ import pytest
 
 from subnet.competitions import DEFAULT_COMPETITIONS
 from subnet.eval.docfile import save_documents
-from subnet.eval.worker import (
-    TEMP_PREFIX,
-    _worker_main,
-    default_memory_cap,
-    remove_stale_temp_dirs,
-)
+from subnet.eval.worker import TEMP_PREFIX, default_memory_cap, remove_stale_temp_dirs
+from subnet.eval.worker_process import worker_main
 from tests.eval_loaders import random_docs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +89,7 @@ def test_a_worker_enforces_its_own_time_limit(tmp_path):
                    docs_path=str(docs_path), result_path=str(tmp_path / "result.json"), device="cpu",
                    loader="tests.eval_loaders:load_hanging_with_pid", max_memory_bytes=None, token_budget=None,
                    parent_pid=os.getpid(), time_limit_s=3.0)
-    process = mp.get_context("spawn").Process(target=_worker_main, args=(request,), daemon=True)
+    process = mp.get_context("spawn").Process(target=worker_main, args=(request,), daemon=True)
     started = time.monotonic()
     process.start()
     process.join(60)

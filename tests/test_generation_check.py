@@ -15,7 +15,8 @@ import torch
 from subnet.competitions import CompetitionError, GenerationCheck, get_competition, load_competitions
 from subnet.eval.engine import compute_losses
 from subnet.eval.generation import choose_prompts, check_generation, judge_outputs
-from subnet.eval.worker import ScoreJob, _generation_failure, score_models
+from subnet.eval.worker import ScoreJob, score_models
+from subnet.eval.worker_process import generation_failure
 from subnet.validator.faults import is_own_fault
 from tests.eval_loaders import random_docs, tiny_model
 
@@ -112,8 +113,8 @@ def test_the_check_fails_a_model_in_its_worker_the_same_on_two_validators_and_co
 
 def test_off_unless_the_competition_enables_it():
     assert not get_competition("tiny").generation_check.enabled
-    assert _generation_failure(one_token_model(), round_docs(), get_competition("tiny"), "cpu") is None
-    failed = _generation_failure(one_token_model(), round_docs(), CHECKED_TINY, "cpu")
+    assert generation_failure(one_token_model(), round_docs(), get_competition("tiny"), "cpu") is None
+    failed = generation_failure(one_token_model(), round_docs(), CHECKED_TINY, "cpu")
     assert failed["error"] == "generation:repeats" and failed["losses"] is None
 
 

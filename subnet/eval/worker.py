@@ -39,7 +39,6 @@ whose process is gone (the daemon calls it at start-up).
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import logging
 import multiprocessing as mp
@@ -49,9 +48,7 @@ import re
 import shutil
 import signal
 import tempfile
-import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,18 +56,17 @@ from typing import Any, Sequence
 
 from subnet.competitions import Competition, get_competition
 from subnet.data.types import TokenizedDocuments
-from subnet.eval.docfile import load_documents, save_documents
+from subnet.eval.docfile import save_documents
 from subnet.eval.types import DocLosses, ScoreOutcome
+from subnet.eval.worker_process import resolve_loader, worker_main
 from subnet.pids import alive
 
 log = logging.getLogger(__name__)
 
-DETAIL_LIMIT = 2_000
 TEMP_PREFIX = "subnet-eval-"
 WORKER_NAME_PREFIX = "score-"
 # The worker's own time limit runs this much past the parent's, so the parent normally reports 'timeout'.
 SELF_LIMIT_GRACE_S = 5.0
-PARENT_POLL_S = 0.25
 UNNAMED_TEMP_AGE_S = 600.0
 # CPU workers' address-space cap (when none is given): the interpreter, torch and thread arenas,
 # plus room for the weights upcast to float32 (twice a bf16 file) and activations.
@@ -119,7 +115,7 @@ def score_models(
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate job keys: {sorted({k for k in keys if keys.count(k) > 1})}")
-    _resolve(loader)  # fail here, with the loader's name, not once per worker
+    resolve_loader(loader)  # fail here, with the loader's name, not once per worker
     competition = competition_id if isinstance(competition_id, Competition) else get_competition(competition_id)
     slots = list(devices or [device])
     if max_memory_bytes is None:
@@ -205,7 +201,7 @@ def _is_cpu(device: str) -> bool:
 
 
 def _start(ctx, job: ScoreJob, request: dict, timeout_s: float) -> _Running:
-    process = ctx.Process(target=_worker_main, args=(request,), name=f"{WORKER_NAME_PREFIX}{job.key}", daemon=True)
+    process = ctx.Process(target=worker_main, args=(request,), name=f"{WORKER_NAME_PREFIX}{job.key}", daemon=True)
     started = time.monotonic()
     process.start()
     return _Running(job, process, Path(request["result_path"]), started, started + timeout_s)
@@ -264,155 +260,3 @@ def _read_result(path: Path, seconds: float) -> ScoreOutcome | None:
     losses = DocLosses.from_bytes(base64.b64decode(data["losses"])) if data.get("losses") else None
     return ScoreOutcome(losses, data["error"], data["detail"], seconds, data.get("tokens_per_s", 0.0),
                         bool(data.get("sliced", False)))
-
-
-# ---------------------------------------------------------------- inside the worker process
-
-
-def _worker_main(request: dict) -> None:
-    # A stop is the daemon's to handle (Ctrl-C reaches the whole process group, systemd may signal the
-    # whole cgroup): the model in progress finishes, and the worker ends with its parent or its deadline.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if request.get("parent_pid"):
-        _die_with_parent(int(request["parent_pid"]))
-    if request.get("time_limit_s"):
-        _enforce_time_limit(float(request["time_limit_s"]))
-    if request.get("max_memory_bytes"):
-        import resource
-
-        limit = int(request["max_memory_bytes"])
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    result = _score_in_worker(request)
-    tmp = Path(request["result_path"] + ".part")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, request["result_path"])
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """SIGKILL this worker when the daemon dies: by the kernel where it can, by polling otherwise."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the poll below still applies
-        pass
-    if os.getppid() != parent_pid:  # the parent died before the request above took effect
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_POLL_S)
-            if os.getppid() != parent_pid:
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def _enforce_time_limit(limit_s: float) -> None:
-    """The worker's own deadline: a hung model ends even when the parent cannot enforce its limit."""
-    def expire() -> None:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    timer = threading.Timer(limit_s, expire)
-    timer.daemon = True
-    timer.start()
-
-
-def _score_in_worker(request: dict) -> dict:
-    """Load and score one model; every failure becomes an error code (see the module docstring)."""
-    from subnet.hub.errors import ModelRejected
-
-    def failed(code: str, exc: BaseException) -> dict:
-        detail = f"{type(exc).__name__}: {exc}"
-        if code == "error":
-            detail += "\n" + "".join(traceback.format_exception(exc)[-3:])
-        return {"error": code, "detail": detail[:DETAIL_LIMIT], "losses": None}
-
-    cap = request.get("max_memory_bytes")
-
-    def out_of_memory(exc: BaseException) -> dict:
-        if cap:
-            return {"error": "memory_limit", "losses": None,
-                    "detail": f"over the {cap / 1024**3:.1f} GiB memory cap of a CPU worker: "
-                              f"{type(exc).__name__}: {exc}"[:DETAIL_LIMIT]}
-        if "cuda" in str(request.get("device", "")):
-            return {"error": "memory_limit", "losses": None,
-                    "detail": f"over the device's memory ({request['device']}): {type(exc).__name__}: {exc}"
-                              [:DETAIL_LIMIT]}
-        return failed("oom", exc)
-
-    try:
-        import torch
-
-        from subnet.devices import prepare_device
-        from subnet.eval.engine import UnsupportedModel
-        from subnet.eval.free_tokens import score_documents
-        from subnet.eval.sliced import compute_losses_sliced, open_sliced
-    except Exception as exc:  # noqa: BLE001 - e.g. the address-space limit is too small for torch
-        return out_of_memory(exc) if isinstance(exc, MemoryError) else failed("error", exc)
-    try:
-        device = prepare_device(request["device"])  # indexed, selected, reproducible numerics
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        try:
-            docs = load_documents(request["docs_path"])
-        except Exception as exc:  # noqa: BLE001 - our documents file, not the model: no verdict on the miner
-            return failed("worker_error", exc)
-        sliced = open_sliced(request["model_dir"], request["competition"], device, dtype,
-                             request.get("device_memory_bytes"))
-        started = time.monotonic()  # sliced: reading the weights, slice by slice, is part of scoring
-        if sliced is not None:  # too large for the device (the loader is not used: SlicedModel reads the files)
-            losses = compute_losses_sliced(sliced, docs, token_budget=request.get("token_budget"))
-        else:
-            model = _resolve(request["loader"])(request["model_dir"], request["competition"], device=str(device),
-                                                dtype=dtype)
-            generation = _generation_failure(model, docs, request["competition"], device)
-            if generation is not None:
-                return generation
-            started = time.monotonic()
-            losses = score_documents(model, request["model_dir"], docs, request["competition"].max_seq_len,
-                                     device=device, token_budget=request.get("token_budget"))
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.monotonic() - started
-        return {
-            "error": "",
-            "detail": "",
-            "losses": base64.b64encode(losses.to_bytes()).decode(),
-            "tokens_per_s": float(losses.n_tokens.sum()) / max(elapsed, 1e-9),
-            "sliced": sliced is not None,
-        }
-    except ModelRejected as exc:
-        return {"error": f"rejected:{exc.reason}", "detail": exc.detail[:DETAIL_LIMIT], "losses": None}
-    except (MemoryError, torch.OutOfMemoryError) as exc:
-        return out_of_memory(exc)
-    except UnsupportedModel as exc:
-        return failed("unsupported", exc)
-    except Exception as exc:  # noqa: BLE001 - a miner's model may fail in any way; it costs that model only
-        return failed("error", exc)
-
-
-def _generation_failure(model, docs, competition: Competition, device) -> dict | None:
-    """The worker's result for a model the competition's generation check fails; None when it passes
-    or the check is off. Run before scoring: it costs a few forward passes, scoring thousands."""
-    if not competition.generation_check.enabled:
-        return None
-    from subnet.eval.generation import check_generation
-
-    verdict = check_generation(model, docs, competition.generation_check, device)
-    if not verdict.failure:
-        return None
-    return {"error": verdict.error, "detail": verdict.detail[:DETAIL_LIMIT], "losses": None}
-
-
-def _resolve(path: str):
-    """The callable named by 'package.module:attribute'."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"loader must look like 'package.module:function', got {path!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import loader {path!r}: {exc}") from exc
