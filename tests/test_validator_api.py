@@ -61,6 +61,20 @@ def test_scores_table_rows(populated):
     assert rows["hk-bad"]["status"] == "failed" and rows["hk-bad"]["reason"] == "unsafe_file"
     assert rows["hk-junk"]["status"] == "invalid" and rows["hk-junk"]["model"] == "not a ref"
     assert list(rows)[0] == "hk-good"  # heaviest first
+    assert rows["hk-good"]["round"] == rows["hk-copy"]["round"] is not None and rows["hk-bad"]["round"] is None
+
+
+def test_scores_table_names_the_round_of_each_loss(populated):
+    """A later round that scores only the holder (a backfill) leaves the copy's row on the earlier round."""
+    [first] = populated.rounds(limit=1)
+    good = next(m for m in populated.models() if m.hotkey == "hk-good")
+    rid = populated.start_round(1200, "0xseed2")
+    populated.complete_scoring(rid, [ResultRow("tiny", "hk-good", 1, good.id, 2.7, 2.6, 2.8, 10, 500.0, win_rate=1.0)],
+                               [], {"tiny": {"hk-good": 1.0}}, [good.id])
+    populated.finish_round(rid, st.ROUND_DONE)
+    rows = {r["hotkey"]: r for r in scores_table(populated, current_block=1300)}
+    assert (rows["hk-good"]["round"], rows["hk-good"]["mean_loss"]) == (rid, 2.7)
+    assert (rows["hk-copy"]["round"], rows["hk-copy"]["mean_loss"]) == (first.id, 2.5)
 
 
 def test_http_endpoints(populated):

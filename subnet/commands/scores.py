@@ -202,8 +202,8 @@ def _fmt(x, spec: str) -> str:
 def render(rows: list[dict], console: Console, title: str = "scores") -> None:
     t = Table(title=title)
     for col, justify in (("uid", "right"), ("hotkey", "left"), ("model", "left"), ("comp", "left"),
-                         ("age", "right"), ("adv", "right"), ("loss (95% CI)", "right"), ("win", "right"),
-                         ("weight", "right"), ("status", "left")):
+                         ("age", "right"), ("adv", "right"), ("loss (95% CI)", "right"), ("round", "right"),
+                         ("win", "right"), ("weight", "right"), ("status", "left")):
         t.add_column(col, justify=justify)
     for r in rows:
         age = r.get("age_blocks")
@@ -217,7 +217,7 @@ def render(rows: list[dict], console: Console, title: str = "scores") -> None:
         t.add_row(  # miner-supplied text as plain Text: never read as rich markup
             _fmt(r.get("uid"), "d"), Text(str(r.get("hotkey") or "")[:8]), Text(str(r.get("model") or "")),
             Text(str(r.get("competition") or "")), age_text,
-            _fmt(r.get("advantage"), ".4%") + (" earned" if _earned(r) else ""), loss,
+            _fmt(r.get("advantage"), ".4%") + (" earned" if _earned(r) else ""), loss, _fmt(r.get("round"), "d"),
             _fmt(r.get("win_rate"), ".2f"), _fmt(r.get("weight"), ".4f"), Text(str(status)),
         )
     console.print(t)

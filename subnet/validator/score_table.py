@@ -28,7 +28,7 @@ from subnet.validator.state import (
 DEREGISTERED = "deregistered"
 
 COLUMNS = ("uid", "hotkey", "model", "competition", "block", "age_blocks", "advantage", "advantage_source",
-           "mean_loss", "ci_low", "ci_high", "win_rate", "weight", "status", "reason")
+           "round", "mean_loss", "ci_low", "ci_high", "win_rate", "weight", "status", "reason")
 EVIDENCE_COLUMNS = ("competition", "earlier", "later", "earlier_uid", "later_uid", "earlier_model", "later_model",
                     "rounds", "diff", "acc_low", "acc_high", "eps", "later_wins", "round_id")
 
@@ -86,6 +86,9 @@ def scores_table(
             "block": m.block,
             "age_blocks": age,
             **_advantage(age, table.get(m.competition or ""), earned.get(m.id)),
+            # The round whose documents gave the loss: rows of one table may come from different rounds
+            # (a backfill round re-scores only the models in play), so equal models can show unequal losses.
+            "round": result[0] if row_result else None,
             "mean_loss": _num(row_result.mean_loss) if row_result else None,
             "ci_low": _num(row_result.ci_low) if row_result else None,
             "ci_high": _num(row_result.ci_high) if row_result else None,
